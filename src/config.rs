@@ -1,0 +1,511 @@
+//! Settings: defaults, then an optional YAML file (`--config` / `PGQS_CONFIG`), then
+//! `PGQS_*` environment variables, then command-line flags. Every problem is collected and
+//! reported together; nothing here prints a database URL (`Debug` is redacted).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::database::{ConnectionUrl, PoolSettings};
+use crate::snapshot::RefreshSettings;
+use crate::trigger::{DEFAULT_DATABASE, is_database_name};
+
+/// Prefix of the scaler's environment variables.
+const ENV_PREFIX: &str = "PGQS";
+/// The variable DBOS applications already use for their system database; the `default`
+/// database falls back to it.
+pub const DBOS_URL_ENV: &str = "DBOS_SYSTEM_DATABASE_URL";
+
+/// Command-line flags. Each one overrides the file and the environment.
+#[derive(Debug, Default, Clone, clap::Parser)]
+#[command(
+    name = "pg-queue-scaler",
+    version,
+    about = "KEDA external scaler for Postgres-backed job queues (DBOS)"
+)]
+pub struct Flags {
+    /// YAML configuration file (env: PGQS_CONFIG).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// gRPC listen address (env: PGQS_GRPC_LISTEN) [default: 0.0.0.0:9090].
+    #[arg(long, value_name = "ADDR")]
+    pub grpc_listen: Option<String>,
+    /// HTTP listen address for metrics and health (env: PGQS_HTTP_LISTEN) [default: 0.0.0.0:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub http_listen: Option<String>,
+    /// URL of the `default` database (env: PGQS_DATABASE_URL, then DBOS_SYSTEM_DATABASE_URL).
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Time between two reads of a database in use (env: PGQS_REFRESH_INTERVAL) [default: 1s].
+    #[arg(long, value_name = "DURATION")]
+    pub refresh_interval: Option<String>,
+    /// Oldest reading that may be served (env: PGQS_STALE_AFTER) [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    pub stale_after: Option<String>,
+    /// Time allowed for draining on SIGTERM/SIGINT (env: PGQS_SHUTDOWN_GRACE_PERIOD) [default: 8s].
+    #[arg(long, value_name = "DURATION")]
+    pub shutdown_grace_period: Option<String>,
+    /// Log format, text or json (env: PGQS_LOG_FORMAT) [default: text].
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Validated settings for [`crate::run`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where gRPC is served.
+    pub grpc_listen: SocketAddr,
+    /// Where HTTP (metrics, health) is served.
+    pub http_listen: SocketAddr,
+    /// Databases by name (`default` included when configured).
+    pub databases: HashMap<String, ConnectionUrl>,
+    /// Refresh cadence and freshness bounds.
+    pub refresh: RefreshSettings,
+    /// Pool and session bounds.
+    pub pool: PoolSettings,
+    /// Longest drain on shutdown.
+    pub shutdown_grace_period: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+/// Every problem found in the configuration.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// One line per problem.
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for problem in &self.problems {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The file and environment layout; every scalar is read as text and parsed by
+/// [`Settings::load`], so that one bad value does not hide the others.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    /// `PGQS_CONFIG` lands here too; it was already used to find the file.
+    #[serde(rename = "config", default)]
+    _config_file: Option<serde::de::IgnoredAny>,
+    grpc_listen: Option<String>,
+    http_listen: Option<String>,
+    database_url: Option<String>,
+    #[serde(default)]
+    databases: BTreeMap<String, RawDatabase>,
+    refresh_interval: Option<String>,
+    stale_after: Option<String>,
+    idle_after: Option<String>,
+    first_read_timeout: Option<String>,
+    read_timeout: Option<String>,
+    statement_timeout: Option<String>,
+    pool_max_size: Option<String>,
+    shutdown_grace_period: Option<String>,
+    log_format: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: Option<String>,
+}
+
+impl fmt::Debug for RawDatabase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawDatabase")
+            .field("url", &self.url.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl Settings {
+    /// Loads settings from `flags`, the file they (or `PGQS_CONFIG`) name, and `env` (the
+    /// process environment in production, a map in tests).
+    pub fn load(flags: &Flags, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let raw = layered(flags, env).map_err(|problem| ConfigError {
+            problems: vec![problem],
+        })?;
+        let mut problems = Vec::new();
+        // A value that fails to parse leaves a placeholder behind and a line in `problems`;
+        // the placeholders are never used, because any problem ends the load.
+        let mut take =
+            |result: Result<Duration, String>| note(result, &mut problems, Duration::ZERO);
+        let interval = take(duration(
+            "refresh_interval",
+            raw.refresh_interval.as_deref(),
+            "1s",
+        ));
+        let stale_after = take(duration("stale_after", raw.stale_after.as_deref(), "30s"));
+        let idle_after = take(duration("idle_after", raw.idle_after.as_deref(), "5m"));
+        let first_read_timeout = take(duration(
+            "first_read_timeout",
+            raw.first_read_timeout.as_deref(),
+            "2s",
+        ));
+        let read_timeout = take(duration("read_timeout", raw.read_timeout.as_deref(), "10s"));
+        let statement_timeout = take(duration(
+            "statement_timeout",
+            raw.statement_timeout.as_deref(),
+            "5s",
+        ));
+        let shutdown_grace_period = take(duration(
+            "shutdown_grace_period",
+            raw.shutdown_grace_period.as_deref(),
+            "8s",
+        ));
+        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+        let grpc_listen = note(
+            address("grpc_listen", raw.grpc_listen.as_deref(), "0.0.0.0:9090"),
+            &mut problems,
+            unspecified,
+        );
+        let http_listen = note(
+            address("http_listen", raw.http_listen.as_deref(), "0.0.0.0:8080"),
+            &mut problems,
+            unspecified,
+        );
+        let max_size = note(pool_size(raw.pool_max_size.as_deref()), &mut problems, 0);
+        let log_format = note(
+            log_format(raw.log_format.as_deref()),
+            &mut problems,
+            LogFormat::Text,
+        );
+        let databases = note(databases(&raw, env), &mut problems, HashMap::new());
+        if !interval.is_zero() && !stale_after.is_zero() && stale_after < interval * 2 {
+            problems.push(format!(
+                "stale_after ({}) must be at least twice refresh_interval ({})",
+                humantime::format_duration(stale_after),
+                humantime::format_duration(interval)
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        Ok(Self {
+            grpc_listen,
+            http_listen,
+            databases,
+            refresh: RefreshSettings {
+                interval,
+                stale_after,
+                idle_after,
+                first_read_timeout,
+                read_timeout,
+            },
+            pool: PoolSettings {
+                max_size,
+                statement_timeout,
+                connect_timeout: read_timeout.min(Duration::from_secs(5)),
+            },
+            shutdown_grace_period,
+            log_format,
+        })
+    }
+}
+
+/// Applies the layers in order: file, environment, flags.
+fn layered(flags: &Flags, env: &HashMap<String, String>) -> Result<RawSettings, String> {
+    let file = flags.config.clone().or_else(|| {
+        env.get("PGQS_CONFIG")
+            .filter(|path| !path.is_empty())
+            .map(PathBuf::from)
+    });
+    let mut builder = config::Config::builder();
+    if let Some(path) = &file {
+        builder = builder.add_source(
+            config::File::from(path.as_path())
+                .format(config::FileFormat::Yaml)
+                .required(true),
+        );
+    }
+    builder = builder.add_source(
+        config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("_")
+            .separator("__")
+            .ignore_empty(true)
+            .source(Some(
+                env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            )),
+    );
+    let overrides = [
+        ("grpc_listen", &flags.grpc_listen),
+        ("http_listen", &flags.http_listen),
+        ("database_url", &flags.database_url),
+        ("refresh_interval", &flags.refresh_interval),
+        ("stale_after", &flags.stale_after),
+        ("shutdown_grace_period", &flags.shutdown_grace_period),
+        ("log_format", &flags.log_format),
+    ];
+    for (key, value) in overrides {
+        builder = builder
+            .set_override_option(key, value.clone())
+            .map_err(|error| error.to_string())?;
+    }
+    let layered = builder.build().map_err(|error| match &file {
+        Some(path) => format!("cannot read configuration file {}: {error}", path.display()),
+        None => error.to_string(),
+    })?;
+    layered.try_deserialize().map_err(|error| {
+        // config's messages name the key but never a value of ours.
+        format!("configuration: {error}")
+    })
+}
+
+fn note<T>(result: Result<T, String>, problems: &mut Vec<String>, placeholder: T) -> T {
+    result.unwrap_or_else(|problem| {
+        problems.push(problem);
+        placeholder
+    })
+}
+
+fn log_format(value: Option<&str>) -> Result<LogFormat, String> {
+    match value.map(str::trim) {
+        None | Some("text") => Ok(LogFormat::Text),
+        Some("json") => Ok(LogFormat::Json),
+        Some(other) => Err(format!(
+            "log_format must be \"text\" or \"json\", got {other:?}"
+        )),
+    }
+}
+
+fn address(key: &str, value: Option<&str>, default: &str) -> Result<SocketAddr, String> {
+    let value = value.unwrap_or(default).trim();
+    value
+        .parse()
+        .map_err(|_| format!("{key} must be an address like {default}, got {value:?}"))
+}
+
+fn duration(key: &str, value: Option<&str>, default: &str) -> Result<Duration, String> {
+    let value = value.unwrap_or(default).trim();
+    match humantime::parse_duration(value) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        _ => Err(format!(
+            "{key} must be a positive duration such as {default}, got {value:?}"
+        )),
+    }
+}
+
+fn pool_size(value: Option<&str>) -> Result<usize, String> {
+    let value = value.unwrap_or("2").trim();
+    match value.parse::<usize>() {
+        Ok(size @ 1..=16) => Ok(size),
+        _ => Err(format!(
+            "pool_max_size must be an integer from 1 to 16, got {value:?}"
+        )),
+    }
+}
+
+fn databases(
+    raw: &RawSettings,
+    env: &HashMap<String, String>,
+) -> Result<HashMap<String, ConnectionUrl>, String> {
+    let mut problems = Vec::new();
+    let mut urls: Vec<(String, &str, String)> = Vec::new();
+    for (name, database) in &raw.databases {
+        let key = format!("databases.{name}.url");
+        if !is_database_name(name) {
+            problems.push(format!(
+                "databases.{name}: names must be lowercase letters, digits and _ (at most 63)"
+            ));
+        }
+        match &database.url {
+            Some(url) => urls.push((name.clone(), url, key)),
+            None if name == DEFAULT_DATABASE && raw.database_url.is_some() => {}
+            None => problems.push(format!(
+                "{key} is required (or PGQS_DATABASES__{}__URL)",
+                name.to_uppercase()
+            )),
+        }
+    }
+    if !raw.databases.contains_key(DEFAULT_DATABASE) || raw.database_url.is_some() {
+        let fallback = raw
+            .database_url
+            .as_ref()
+            .map(|url| (url.as_str(), "database_url"))
+            .or_else(|| {
+                env.get(DBOS_URL_ENV)
+                    .filter(|url| !url.is_empty())
+                    .map(|url| (url.as_str(), DBOS_URL_ENV))
+            });
+        if let Some((url, key)) = fallback {
+            urls.retain(|(name, _, _)| name != DEFAULT_DATABASE);
+            urls.push((DEFAULT_DATABASE.to_owned(), url, key.to_owned()));
+        }
+    }
+    let mut parsed = HashMap::new();
+    for (name, url, key) in urls {
+        match ConnectionUrl::parse(url) {
+            Ok(url) => {
+                parsed.insert(name, url);
+            }
+            Err(error) => problems.push(format!("{key} {error}")),
+        }
+    }
+    if problems.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(problems.join("\n  - "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let settings = Settings::load(&Flags::default(), &HashMap::new()).unwrap();
+        assert_eq!(settings.grpc_listen, "0.0.0.0:9090".parse().unwrap());
+        assert_eq!(settings.http_listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(settings.refresh.interval, Duration::from_secs(1));
+        assert_eq!(settings.refresh.stale_after, Duration::from_secs(30));
+        assert_eq!(settings.refresh.first_read_timeout, Duration::from_secs(2));
+        assert_eq!(settings.pool.max_size, 2);
+        assert_eq!(settings.log_format, LogFormat::Text);
+        assert!(settings.databases.is_empty());
+    }
+
+    #[test]
+    fn the_default_database_falls_back_to_the_dbos_variable() {
+        let settings = Settings::load(
+            &Flags::default(),
+            &env(&[(DBOS_URL_ENV, "postgres://u:pw@dbos-host/app_sys")]),
+        )
+        .unwrap();
+        assert_eq!(
+            settings.databases["default"].label(),
+            "dbos-host:5432/app_sys"
+        );
+        let settings = Settings::load(
+            &Flags::default(),
+            &env(&[
+                (DBOS_URL_ENV, "postgres://u:pw@dbos-host/app_sys"),
+                ("PGQS_DATABASE_URL", "postgres://u:pw@pgqs-host/x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.databases["default"].label(), "pgqs-host:5432/x");
+    }
+
+    #[test]
+    fn flags_beat_environment_which_beats_the_file() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            file,
+            "grpc_listen: 127.0.0.1:1000\nhttp_listen: 127.0.0.1:2000\nrefresh_interval: 3s\n\
+             databases:\n  orders:\n    url: postgres://u:pw@orders-host/orders"
+        )
+        .unwrap();
+        let flags = Flags {
+            config: Some(file.path().to_path_buf()),
+            grpc_listen: Some("127.0.0.1:3000".into()),
+            ..Flags::default()
+        };
+        let settings = Settings::load(
+            &flags,
+            &env(&[
+                ("PGQS_GRPC_LISTEN", "127.0.0.1:4000"),
+                ("PGQS_HTTP_LISTEN", "127.0.0.1:5000"),
+                (
+                    "PGQS_DATABASES__BILLING__URL",
+                    "postgres://u:pw@billing-host/b",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.grpc_listen.port(), 3000);
+        assert_eq!(settings.http_listen.port(), 5000);
+        assert_eq!(settings.refresh.interval, Duration::from_secs(3));
+        assert_eq!(
+            settings.databases["orders"].label(),
+            "orders-host:5432/orders"
+        );
+        assert_eq!(settings.databases["billing"].label(), "billing-host:5432/b");
+    }
+
+    #[test]
+    fn every_problem_is_listed_at_once_and_no_url_is_shown() {
+        let error = Settings::load(
+            &Flags::default(),
+            &env(&[
+                ("PGQS_GRPC_LISTEN", "nowhere"),
+                ("PGQS_REFRESH_INTERVAL", "soon"),
+                ("PGQS_POOL_MAX_SIZE", "0"),
+                ("PGQS_LOG_FORMAT", "xml"),
+                ("PGQS_DATABASE_URL", "postgres://u:hunter2@h:port/db"),
+            ]),
+        )
+        .unwrap_err();
+        let text = error.to_string();
+        assert_eq!(error.problems.len(), 5, "{text}");
+        for key in [
+            "grpc_listen",
+            "refresh_interval",
+            "pool_max_size",
+            "log_format",
+            "database_url",
+        ] {
+            assert!(text.contains(key), "{key} missing from {text}");
+        }
+        assert!(!text.contains("hunter2"));
+    }
+
+    #[test]
+    fn unknown_settings_are_refused() {
+        let error = Settings::load(&Flags::default(), &env(&[("PGQS_REFRESH_INTERVALL", "1s")]))
+            .unwrap_err();
+        assert!(error.to_string().contains("refresh_intervall"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        let flags = Flags {
+            config: Some("/nonexistent/pgqs.yaml".into()),
+            ..Flags::default()
+        };
+        let error = Settings::load(&flags, &HashMap::new()).unwrap_err();
+        assert!(
+            error.to_string().contains("/nonexistent/pgqs.yaml"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_database_passwords() {
+        let settings = Settings::load(
+            &Flags::default(),
+            &env(&[("PGQS_DATABASE_URL", "postgres://u:hunter2@h/db")]),
+        )
+        .unwrap();
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,85 @@
+//! The library's error type. Every message here may be shown to a KEDA user, so none carries
+//! a connection URL, a password or SQL text; the mapping to gRPC codes lives in
+//! [`crate::grpc::status`].
+
+use std::time::Duration;
+
+/// Everything a request for a trigger's numbers can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A trigger metadata key holds a value that cannot be used.
+    #[error("{key} {expected}, got {got:?}")]
+    InvalidMetadata {
+        /// The metadata key, as KEDA sends it (camelCase).
+        key: &'static str,
+        /// What the key must hold, phrased to follow the key name.
+        expected: &'static str,
+        /// The value received (never a secret: secret keys use [`Error::InvalidSecretMetadata`]).
+        got: String,
+    },
+    /// A metadata key that carries a secret holds something unusable; the value is not echoed.
+    #[error("{key} {expected}")]
+    InvalidSecretMetadata {
+        /// The metadata key.
+        key: &'static str,
+        /// What was expected, without the value.
+        expected: &'static str,
+    },
+    /// A required metadata key is absent.
+    #[error("{0}")]
+    MissingMetadata(&'static str),
+    /// Two metadata keys that exclude each other were both given.
+    #[error("set either {0} or {1}, not both")]
+    ConflictingMetadata(&'static str, &'static str),
+    /// The trigger names a database the scaler's configuration does not define.
+    #[error("database {0:?} is not defined in the scaler's configuration")]
+    UnknownDatabase(String),
+    /// `GetMetrics` asked for a metric this trigger does not serve.
+    #[error("metric {requested:?} is not served by this trigger (its metric is {expected:?})")]
+    UnknownMetric {
+        /// The name KEDA asked for.
+        requested: String,
+        /// The name `GetMetricSpec` returns for this trigger.
+        expected: String,
+    },
+    /// The replica count needs a worker concurrency that neither metadata nor the database has.
+    #[error("{0}")]
+    MissingWorkerConcurrency(String),
+    /// The access policy refuses this request.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// Fresh numbers cannot be had: the database could not be read, the last read is too old,
+    /// or the first read has not finished in time.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The RPC is part of the contract but not offered by this scaler.
+    #[error("{0}")]
+    Unimplemented(&'static str),
+}
+
+impl Error {
+    /// The error for a database whose last successful read is older than allowed.
+    pub(crate) fn stale(database: &str, age: Duration, bound: Duration) -> Self {
+        Self::Unavailable(format!(
+            "queue depth of database {database:?} is stale: last successful read {}s ago (limit {}s)",
+            age.as_secs(),
+            bound.as_secs()
+        ))
+    }
+
+    /// A short, stable label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidMetadata { .. }
+            | Self::InvalidSecretMetadata { .. }
+            | Self::MissingMetadata(_)
+            | Self::ConflictingMetadata(..) => "invalid_metadata",
+            Self::UnknownDatabase(_) => "unknown_database",
+            Self::UnknownMetric { .. } => "unknown_metric",
+            Self::MissingWorkerConcurrency(_) => "missing_worker_concurrency",
+            Self::PermissionDenied(_) => "permission_denied",
+            Self::Unavailable(_) => "unavailable",
+            Self::Unimplemented(_) => "unimplemented",
+        }
+    }
+}

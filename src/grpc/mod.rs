@@ -1,0 +1,16 @@
+//! The gRPC surface: KEDA's `ExternalScaler` service and the mapping of errors to status
+//! codes. Transport only; the rules live in [`crate::trigger`], [`crate::snapshot`] and
+//! [`crate::decide`].
+
+pub mod scaler;
+pub mod status;
+
+/// Code generated from `proto/externalscaler.proto`: messages, server and client.
+#[allow(missing_docs, clippy::all)]
+pub mod proto {
+    tonic::include_proto!("externalscaler");
+
+    /// The encoded descriptor set of the proto, for gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("externalscaler_descriptor");
+}

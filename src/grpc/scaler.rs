@@ -1,0 +1,211 @@
+//! KEDA's `externalscaler.ExternalScaler` service. Each RPC parses the trigger, asks the
+//! snapshot registry for numbers and converts the answer; see the KEDA notes in the README
+//! for why each answer has the shape it has.
+
+use std::future::Future;
+
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use super::proto::external_scaler_server::ExternalScaler;
+use super::proto::{
+    GetMetricSpecResponse, GetMetricsRequest, GetMetricsResponse, IsActiveResponse, MetricSpec,
+    MetricValue, ScaledObjectRef,
+};
+use crate::error::Error;
+use crate::evaluate::evaluate;
+use crate::metric_name::{self, metric_name};
+use crate::snapshot::Snapshots;
+use crate::trigger::{MetricKind, Trigger};
+
+/// Messages buffered per `StreamIsActive` stream; only changes are sent, so few are needed.
+const STREAM_BUFFER: usize = 4;
+
+/// The `ExternalScaler` implementation.
+#[derive(Clone)]
+pub struct ScalerService {
+    snapshots: Snapshots,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl ScalerService {
+    /// A service answering from `snapshots`; streams end cleanly when `shutdown` turns true.
+    pub fn new(snapshots: Snapshots, shutdown: watch::Receiver<bool>) -> Self {
+        Self {
+            snapshots,
+            shutdown,
+        }
+    }
+}
+
+/// Runs one RPC inside a span that names the ScaledObject, and logs a refusal.
+async fn observe<T>(
+    method: &'static str,
+    reference: &ScaledObjectRef,
+    handler: impl Future<Output = Result<T, Error>>,
+) -> Result<Response<T>, Status> {
+    let span = tracing::info_span!(
+        "rpc",
+        method,
+        namespace = %reference.namespace,
+        scaled_object = %reference.name
+    );
+    async move {
+        match handler.await {
+            Ok(answer) => Ok(Response::new(answer)),
+            Err(error) => {
+                tracing::info!(kind = error.kind(), %error, "request refused");
+                Err(Status::from(error))
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+#[tonic::async_trait]
+impl ExternalScaler for ScalerService {
+    async fn is_active(
+        &self,
+        request: Request<ScaledObjectRef>,
+    ) -> Result<Response<IsActiveResponse>, Status> {
+        let reference = request.into_inner();
+        observe("IsActive", &reference, async {
+            let trigger = Trigger::parse(&reference.scaler_metadata)?;
+            let snapshot = self.snapshots.latest(&trigger).await?;
+            Ok(IsActiveResponse {
+                result: evaluate(&trigger, &snapshot).active,
+            })
+        })
+        .await
+    }
+
+    type StreamIsActiveStream = ReceiverStream<Result<IsActiveResponse, Status>>;
+
+    async fn stream_is_active(
+        &self,
+        request: Request<ScaledObjectRef>,
+    ) -> Result<Response<Self::StreamIsActiveStream>, Status> {
+        let reference = request.into_inner();
+        observe("StreamIsActive", &reference, async {
+            let trigger = Trigger::parse(&reference.scaler_metadata)?;
+            let watch = self.snapshots.watch(&trigger)?;
+            let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
+            let span = tracing::info_span!(
+                "stream",
+                namespace = %reference.namespace,
+                scaled_object = %reference.name
+            );
+            tokio::spawn(
+                push_activity(trigger, watch, sender, self.shutdown.clone()).instrument(span),
+            );
+            Ok(ReceiverStream::new(receiver))
+        })
+        .await
+    }
+
+    async fn get_metric_spec(
+        &self,
+        request: Request<ScaledObjectRef>,
+    ) -> Result<Response<GetMetricSpecResponse>, Status> {
+        let reference = request.into_inner();
+        observe("GetMetricSpec", &reference, async {
+            // From metadata and configuration alone: no database I/O, so the HPA can be
+            // built (and KEDA's fallback can work) while Postgres is down.
+            let trigger = Trigger::parse(&reference.scaler_metadata)?;
+            self.snapshots.check_database(&trigger)?;
+            let target = match trigger.metric {
+                MetricKind::Replicas => 1,
+                MetricKind::Depth => trigger.worker_concurrency.unwrap_or(1),
+            };
+            Ok(GetMetricSpecResponse {
+                metric_specs: vec![MetricSpec {
+                    metric_name: metric_name(&trigger),
+                    target_size: i64::from(target),
+                    target_size_float: f64::from(target),
+                }],
+            })
+        })
+        .await
+    }
+
+    async fn get_metrics(
+        &self,
+        request: Request<GetMetricsRequest>,
+    ) -> Result<Response<GetMetricsResponse>, Status> {
+        let request = request.into_inner();
+        let reference = request.scaled_object_ref.unwrap_or_default();
+        observe("GetMetrics", &reference, async {
+            let trigger = Trigger::parse(&reference.scaler_metadata)?;
+            if !metric_name::matches(&trigger, &request.metric_name) {
+                return Err(Error::UnknownMetric {
+                    requested: request.metric_name.clone(),
+                    expected: metric_name(&trigger),
+                });
+            }
+            let snapshot = self.snapshots.latest(&trigger).await?;
+            let value = evaluate(&trigger, &snapshot)
+                .metric_value(trigger.metric)
+                .map_err(|error| Error::MissingWorkerConcurrency(error.to_string()))?;
+            Ok(GetMetricsResponse {
+                metric_values: vec![MetricValue {
+                    metric_name: request.metric_name.clone(),
+                    metric_value: i64::try_from(value).unwrap_or(i64::MAX),
+                    metric_value_float: value as f64,
+                }],
+            })
+        })
+        .await
+    }
+
+    type StreamMetricSpecStream = ReceiverStream<Result<GetMetricSpecResponse, Status>>;
+
+    async fn stream_metric_spec(
+        &self,
+        request: Request<ScaledObjectRef>,
+    ) -> Result<Response<Self::StreamMetricSpecStream>, Status> {
+        let reference = request.into_inner();
+        // KEDA treats Unimplemented as "keep calling GetMetricSpec", which is what we want.
+        observe("StreamMetricSpec", &reference, async {
+            Err(Error::Unimplemented(
+                "StreamMetricSpec is not implemented; KEDA falls back to GetMetricSpec",
+            ))
+        })
+        .await
+    }
+}
+
+/// Sends the trigger's activity when known and again on every change. Sends nothing while
+/// the source cannot be read (polled `IsActive` reports that), and ends, which KEDA sees as
+/// a clean end of stream, on shutdown or when the client goes away.
+async fn push_activity(
+    trigger: Trigger,
+    mut source: crate::snapshot::SourceWatch,
+    sender: mpsc::Sender<Result<IsActiveResponse, Status>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut last_sent: Option<bool> = None;
+    loop {
+        if let Ok(snapshot) = source.current() {
+            let active = evaluate(&trigger, &snapshot).active;
+            if last_sent != Some(active) {
+                if sender
+                    .send(Ok(IsActiveResponse { result: active }))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                tracing::debug!(active, "pushed activity");
+                last_sent = Some(active);
+            }
+        }
+        tokio::select! {
+            alive = source.changed() => if !alive { break },
+            _ = shutdown.wait_for(|stopping| *stopping) => break,
+            _ = sender.closed() => break,
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The `pg-queue-scaler` binary: flags and configuration, logging, listeners, signals and
+//! exit codes. Everything else is in the library.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use pg_queue_scaler::config::{Flags, Settings};
+use pg_queue_scaler::{Listeners, run, telemetry};
+
+/// BSD `EX_USAGE`: the configuration is wrong; restarting will not help.
+const EXIT_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let settings = match Settings::load(&flags, &env) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("pg-queue-scaler: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Err(error) = telemetry::init(settings.log_format) {
+        eprintln!("pg-queue-scaler: invalid configuration: {error}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("pg-queue-scaler: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let grpc = tokio::net::TcpListener::bind(settings.grpc_listen)
+        .await
+        .with_context(|| format!("cannot listen for gRPC on {}", settings.grpc_listen))?;
+    let mut databases: Vec<&String> = settings.databases.keys().collect();
+    databases.sort();
+    tracing::info!(
+        grpc = %grpc.local_addr()?,
+        databases = ?databases,
+        version = env!("CARGO_PKG_VERSION"),
+        "pg-queue-scaler listening"
+    );
+    if databases.is_empty() {
+        tracing::warn!(
+            "no database configured: only triggers with connectionFromEnv can be served"
+        );
+    }
+    run(settings, Listeners { grpc }, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM (Kubernetes starts a graceful shutdown with it) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the scaler");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,312 @@
+//! The latest reading of every database in use, shared by all requests.
+//!
+//! KEDA sends many small calls for the same few numbers, so requests never query Postgres.
+//! Each source (a database and schema) has one refresh loop that runs one statement per tick
+//! and publishes the result on a watch channel. A source is polled while a trigger used it
+//! within `idle_after` or a stream on it is open, and not at all otherwise: its loop retires,
+//! and its pool closes with it.
+
+mod refresh;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::database::{ConnectionUrl, PoolSettings};
+use crate::error::Error;
+use crate::systems::Reading;
+use crate::trigger::{ConnectionRef, System, Trigger};
+
+/// How often sources are read and how old a reading may get.
+#[derive(Debug, Clone)]
+pub struct RefreshSettings {
+    /// Time between two reads of a source in use.
+    pub interval: Duration,
+    /// A reading older than this is not served.
+    pub stale_after: Duration,
+    /// A source nobody asked about for this long stops being read.
+    pub idle_after: Duration,
+    /// How long the first request for a new source waits for its first read.
+    pub first_read_timeout: Duration,
+    /// Upper bound for one read, connection included.
+    pub read_timeout: Duration,
+}
+
+/// One successful read of a source.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// What was read.
+    pub reading: Reading,
+    /// When the read finished.
+    pub read_at: Instant,
+}
+
+/// What a source's refresh loop last published.
+#[derive(Debug, Clone, Default)]
+pub struct SourceState {
+    /// The latest successful read.
+    pub last_good: Option<Arc<Snapshot>>,
+    /// Why the latest attempt failed, if it did (client-safe text).
+    pub failure: Option<Arc<str>>,
+    /// Reads attempted so far.
+    pub attempts: u64,
+}
+
+/// Identifies a source: one refresh loop and one pool.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SourceKey {
+    /// The database.
+    pub connection: ConnectionRef,
+    /// The queue system.
+    pub system: System,
+    /// The schema.
+    pub schema: String,
+}
+
+impl SourceKey {
+    /// The source a trigger reads.
+    pub fn of(trigger: &Trigger) -> Self {
+        Self {
+            connection: trigger.connection.clone(),
+            system: trigger.system,
+            schema: trigger.schema.clone(),
+        }
+    }
+}
+
+/// The registry of sources; cheap to clone.
+#[derive(Clone)]
+pub struct Snapshots {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    refresh: RefreshSettings,
+    pool: PoolSettings,
+    databases: HashMap<String, ConnectionUrl>,
+    sources: Mutex<HashMap<SourceKey, Arc<Source>>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+struct Source {
+    label: String,
+    state: watch::Receiver<SourceState>,
+    last_used: Mutex<Instant>,
+    open_streams: AtomicUsize,
+}
+
+impl Snapshots {
+    /// A registry for the named `databases`; loops stop when `shutdown` turns true.
+    pub fn new(
+        refresh: RefreshSettings,
+        pool: PoolSettings,
+        databases: HashMap<String, ConnectionUrl>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                refresh,
+                pool,
+                databases,
+                sources: Mutex::new(HashMap::new()),
+                shutdown,
+            }),
+        }
+    }
+
+    /// The fresh snapshot for `trigger`'s source, waiting briefly for the first read of a
+    /// source that was not in use. Errors rather than inventing a number.
+    pub async fn latest(&self, trigger: &Trigger) -> Result<Arc<Snapshot>, Error> {
+        let source = self.source(trigger)?;
+        let mut state = source.state.clone();
+        // An error from wait_for means the loop has gone; what it last published still counts.
+        let _ = tokio::time::timeout(
+            self.inner.refresh.first_read_timeout,
+            state.wait_for(|state| state.attempts > 0),
+        )
+        .await;
+        let current = state.borrow().clone();
+        judge(&current, &source.label, self.inner.refresh.stale_after)
+    }
+
+    /// Keeps `trigger`'s source polled and yields its updates until dropped.
+    pub fn watch(&self, trigger: &Trigger) -> Result<SourceWatch, Error> {
+        let source = self.source(trigger)?;
+        source.open_streams.fetch_add(1, Ordering::SeqCst);
+        Ok(SourceWatch {
+            state: source.state.clone(),
+            stale_after: self.inner.refresh.stale_after,
+            source,
+        })
+    }
+
+    /// Checks, without I/O, that `trigger`'s database is one the scaler can read.
+    pub fn check_database(&self, trigger: &Trigger) -> Result<(), Error> {
+        self.resolve(&trigger.connection).map(drop)
+    }
+
+    fn resolve(&self, connection: &ConnectionRef) -> Result<ConnectionUrl, Error> {
+        match connection {
+            ConnectionRef::Named(name) => self
+                .inner
+                .databases
+                .get(name)
+                .cloned()
+                .ok_or_else(|| Error::UnknownDatabase(name.clone())),
+            ConnectionRef::FromEnv(url) => Ok(url.clone()),
+        }
+    }
+
+    /// The number of sources currently polled.
+    pub fn active_sources(&self) -> usize {
+        self.inner.sources().len()
+    }
+
+    fn source(&self, trigger: &Trigger) -> Result<Arc<Source>, Error> {
+        let key = SourceKey::of(trigger);
+        let mut sources = self.inner.sources();
+        if let Some(source) = sources.get(&key) {
+            *lock(&source.last_used) = Instant::now();
+            return Ok(source.clone());
+        }
+        let url = self.resolve(&key.connection)?;
+        let (sender, receiver) = watch::channel(SourceState::default());
+        let source = Arc::new(Source {
+            label: trigger.database_label(),
+            state: receiver,
+            last_used: Mutex::new(Instant::now()),
+            open_streams: AtomicUsize::new(0),
+        });
+        sources.insert(key.clone(), source.clone());
+        tokio::spawn(refresh::run(self.clone(), key, source.clone(), url, sender));
+        Ok(source)
+    }
+
+    /// Removes `source` when nobody used it lately and no stream holds it; returns whether
+    /// it was removed. Done under the registry lock, which requests also take to mark a
+    /// source used, so a source cannot retire under a request that just found it.
+    fn retire_if_idle(&self, key: &SourceKey, source: &Arc<Source>) -> bool {
+        let mut sources = self.inner.sources();
+        let idle = source.open_streams.load(Ordering::SeqCst) == 0
+            && lock(&source.last_used).elapsed() > self.inner.refresh.idle_after;
+        if idle
+            && sources
+                .get(key)
+                .is_some_and(|known| Arc::ptr_eq(known, source))
+        {
+            sources.remove(key);
+        }
+        idle
+    }
+}
+
+impl Inner {
+    fn sources(&self) -> MutexGuard<'_, HashMap<SourceKey, Arc<Source>>> {
+        lock(&self.sources)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded data stays consistent even if a holder panicked: every critical section
+    // is a single insert, remove or assignment.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A stream's hold on a source: keeps it polled and yields its updates.
+pub struct SourceWatch {
+    state: watch::Receiver<SourceState>,
+    stale_after: Duration,
+    source: Arc<Source>,
+}
+
+impl SourceWatch {
+    /// The current snapshot if it is fresh; see [`Snapshots::latest`].
+    pub fn current(&self) -> Result<Arc<Snapshot>, Error> {
+        judge(&self.state.borrow(), &self.source.label, self.stale_after)
+    }
+
+    /// Waits for the next publication; `false` once the source's loop has ended.
+    pub async fn changed(&mut self) -> bool {
+        self.state.changed().await.is_ok()
+    }
+}
+
+impl Drop for SourceWatch {
+    fn drop(&mut self) {
+        self.source.open_streams.fetch_sub(1, Ordering::SeqCst);
+        *lock(&self.source.last_used) = Instant::now();
+    }
+}
+
+/// Serves a state only when its latest read succeeded and is recent enough.
+fn judge(state: &SourceState, label: &str, stale_after: Duration) -> Result<Arc<Snapshot>, Error> {
+    if let Some(failure) = &state.failure {
+        return Err(Error::Unavailable(format!(
+            "database {label:?} could not be read: {failure}"
+        )));
+    }
+    let Some(snapshot) = &state.last_good else {
+        return Err(Error::Unavailable(format!(
+            "database {label:?} has not been read yet; try again shortly"
+        )));
+    };
+    let age = snapshot.read_at.elapsed();
+    if age > stale_after {
+        return Err(Error::stale(label, age, stale_after));
+    }
+    Ok(snapshot.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(age: Duration) -> Arc<Snapshot> {
+        Arc::new(Snapshot {
+            reading: Reading::default(),
+            read_at: Instant::now() - age,
+        })
+    }
+
+    #[test]
+    fn a_fresh_successful_read_is_served() {
+        let state = SourceState {
+            last_good: Some(snapshot(Duration::ZERO)),
+            failure: None,
+            attempts: 1,
+        };
+        assert!(judge(&state, "default", Duration::from_secs(30)).is_ok());
+    }
+
+    #[test]
+    fn a_failed_latest_read_is_unavailable_even_with_an_older_good_one() {
+        let state = SourceState {
+            last_good: Some(snapshot(Duration::ZERO)),
+            failure: Some("connection refused".into()),
+            attempts: 2,
+        };
+        let error = judge(&state, "default", Duration::from_secs(30)).unwrap_err();
+        assert!(matches!(error, Error::Unavailable(_)));
+        assert!(error.to_string().contains("connection refused"));
+    }
+
+    #[test]
+    fn a_stale_read_is_unavailable() {
+        let state = SourceState {
+            last_good: Some(snapshot(Duration::from_secs(31))),
+            failure: None,
+            attempts: 9,
+        };
+        let error = judge(&state, "default", Duration::from_secs(30)).unwrap_err();
+        assert!(error.to_string().contains("stale"), "{error}");
+    }
+
+    #[test]
+    fn nothing_read_yet_is_unavailable() {
+        let error = judge(&SourceState::default(), "default", Duration::from_secs(30)).unwrap_err();
+        assert!(matches!(error, Error::Unavailable(_)));
+    }
+}

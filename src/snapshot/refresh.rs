@@ -1,0 +1,156 @@
+//! One source's refresh loop: build the pool, discover the schema, then read once per tick
+//! and publish, until the source retires or the scaler shuts down.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+
+use super::{Snapshot, Snapshots, Source, SourceKey, SourceState};
+use crate::database::{self, ConnectionUrl};
+use crate::systems::Reading;
+use crate::systems::dbos::{self, DbosError, Layout};
+use crate::trigger::System;
+
+/// The loop body of a source; ends when the source retires or on shutdown.
+pub(super) async fn run(
+    snapshots: Snapshots,
+    key: SourceKey,
+    source: Arc<Source>,
+    url: ConnectionUrl,
+    publish: watch::Sender<SourceState>,
+) {
+    let settings = snapshots.inner.refresh.clone();
+    let mut shutdown = snapshots.inner.shutdown.clone();
+    let pool = database::build_pool(&url, &snapshots.inner.pool);
+    let mut layout: Option<Layout> = None;
+    let mut ticker = tokio::time::interval(settings.interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    tracing::info!(database = %source.label, schema = %key.schema, "started reading queue depth");
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.wait_for(|stopping| *stopping) => break,
+        }
+        if snapshots.retire_if_idle(&key, &source) {
+            tracing::info!(database = %source.label, schema = %key.schema, "stopped reading: no trigger used it lately");
+            break;
+        }
+        let outcome = match &pool {
+            Ok(pool) => {
+                let read = read_once(pool, key.system, &key.schema, &mut layout);
+                match tokio::time::timeout(settings.read_timeout, read).await {
+                    Ok(Ok(reading)) => Ok(reading),
+                    Ok(Err(message)) => Err(message),
+                    Err(_) => Err(format!(
+                        "no answer within {}ms",
+                        settings.read_timeout.as_millis()
+                    )),
+                }
+            }
+            Err(error) => Err(error.to_string()),
+        };
+        if outcome.is_err() {
+            // The schema may have changed under us (a DBOS upgrade); look again next time.
+            layout = None;
+        }
+        publish_outcome(&publish, &source.label, outcome);
+    }
+    if let Ok(pool) = pool {
+        pool.close();
+    }
+}
+
+fn publish_outcome(
+    publish: &watch::Sender<SourceState>,
+    label: &str,
+    outcome: Result<Reading, String>,
+) {
+    publish.send_modify(|state| {
+        state.attempts += 1;
+        match outcome {
+            Ok(reading) => {
+                if let Some(failure) = state.failure.take() {
+                    tracing::info!(database = %label, previous_error = %failure, "reading queue depth again");
+                }
+                state.last_good = Some(Arc::new(Snapshot { reading, read_at: Instant::now() }));
+            }
+            Err(message) => {
+                if state.failure.is_none() {
+                    tracing::warn!(database = %label, error = %message, "cannot read queue depth");
+                }
+                state.failure = Some(message.into());
+            }
+        }
+    });
+}
+
+/// Discovers the schema if needed, then runs the counting statement. Errors are returned
+/// as client-safe text: Postgres' own message and code, never the URL or the SQL.
+async fn read_once(
+    pool: &deadpool_postgres::Pool,
+    system: System,
+    schema: &str,
+    layout: &mut Option<Layout>,
+) -> Result<Reading, String> {
+    let client = pool
+        .get()
+        .await
+        .map_err(|error| describe_pool_error(&error))?;
+    match system {
+        System::Dbos => {
+            if layout.is_none() {
+                let found = dbos::discover(&**client, schema)
+                    .await
+                    .map_err(|e| describe_dbos_error(&e))?;
+                tracing::info!(
+                    schema,
+                    migration = ?found.migration,
+                    application_name = found.has_application_name,
+                    delayed = found.has_delayed,
+                    queue_table = found.has_queue_table,
+                    "discovered DBOS system schema"
+                );
+                *layout = Some(found);
+            }
+            let layout = layout.as_ref().expect("layout was just discovered");
+            dbos::read(&client, layout)
+                .await
+                .map_err(|e| describe_dbos_error(&e))
+        }
+    }
+}
+
+fn describe_dbos_error(error: &DbosError) -> String {
+    match error {
+        DbosError::NotDbos(_) => error.to_string(),
+        DbosError::Postgres(error) => describe_postgres_error(error),
+    }
+}
+
+fn describe_pool_error(error: &deadpool_postgres::PoolError) -> String {
+    match error {
+        deadpool_postgres::PoolError::Backend(error) => describe_postgres_error(error),
+        deadpool_postgres::PoolError::PostCreateHook(_) => {
+            "could not prepare a read-only session".to_owned()
+        }
+        deadpool_postgres::PoolError::Timeout(_) => "timed out connecting".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// Postgres' own message and SQLSTATE for server errors; the I/O cause for connection
+/// errors. tokio-postgres never puts the password into either.
+fn describe_postgres_error(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
+    }
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        text = format!("{text}: {inner}");
+        cause = inner.source();
+    }
+    text
+}

@@ -1,0 +1,194 @@
+//! DBOS Transact's system schema: discovers which columns this database's DBOS version has,
+//! then counts every queue with one statement per refresh.
+//!
+//! The statement follows DBOS's indexes: the `ENQUEUED`/`PENDING` arm is served by the
+//! partial index `idx_workflow_status_in_flight_v2` only when the statuses are SQL literals
+//! (a bound status list or an extra status turns it into a scan of every finished workflow),
+//! and due `DELAYED` rows are a separate arm on `idx_workflow_status_delayed`.
+
+use std::collections::HashSet;
+
+use tokio_postgres::GenericClient;
+
+use super::{QueueCounts, Reading};
+
+/// Why a DBOS schema cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DbosError {
+    /// The schema has no `workflow_status` table.
+    #[error(
+        "schema {0:?} has no workflow_status table (is it a DBOS system database, and may this role read it?)"
+    )]
+    NotDbos(String),
+    /// Postgres refused or failed a statement.
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+}
+
+/// What discovery found in a schema, and the counting statement built for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// The schema.
+    pub schema: String,
+    /// `workflow_status.application_name` exists (DBOS migration 100 and later).
+    pub has_application_name: bool,
+    /// `workflow_status.delay_until_epoch_ms` exists (DBOS migration 16 and later).
+    pub has_delayed: bool,
+    /// `queues.worker_concurrency` exists (DBOS-managed queues).
+    pub has_queue_table: bool,
+    /// The schema's DBOS migration level, when recorded.
+    pub migration: Option<i64>,
+    /// The statement run on every refresh.
+    pub statement: String,
+}
+
+/// Looks at the schema's tables and columns and builds the counting statement for them.
+pub async fn discover(client: &impl GenericClient, schema: &str) -> Result<Layout, DbosError> {
+    let rows = client
+        .query(
+            "SELECT table_name::text, column_name::text FROM information_schema.columns \
+             WHERE table_schema = $1 AND table_name IN ('workflow_status', 'queues', 'dbos_migrations')",
+            &[&schema],
+        )
+        .await?;
+    let columns: HashSet<(String, String)> =
+        rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+    let has = |table: &str, column: &str| columns.contains(&(table.to_owned(), column.to_owned()));
+    if !has("workflow_status", "queue_name") || !has("workflow_status", "status") {
+        return Err(DbosError::NotDbos(schema.to_owned()));
+    }
+    let migration = if has("dbos_migrations", "version") {
+        let sql = format!(
+            "SELECT max(version)::bigint FROM {}.dbos_migrations",
+            quote(schema)
+        );
+        client.query_one(&sql, &[]).await?.get(0)
+    } else {
+        None
+    };
+    let mut layout = Layout {
+        schema: schema.to_owned(),
+        has_application_name: has("workflow_status", "application_name"),
+        has_delayed: has("workflow_status", "delay_until_epoch_ms"),
+        has_queue_table: has("queues", "name") && has("queues", "worker_concurrency"),
+        migration,
+        statement: String::new(),
+    };
+    layout.statement = counting_statement(&layout);
+    Ok(layout)
+}
+
+/// Runs the layout's statement once and maps its rows.
+pub async fn read(
+    client: &deadpool_postgres::Client,
+    layout: &Layout,
+) -> Result<Reading, DbosError> {
+    let statement = client.prepare_cached(&layout.statement).await?;
+    let rows = client.query(&statement, &[]).await?;
+    let mut reading = Reading {
+        tracks_applications: layout.has_application_name,
+        ..Reading::default()
+    };
+    for row in rows {
+        let kind: &str = row.get("kind");
+        let queue: String = row.get("queue_name");
+        if kind == "config" {
+            let concurrency: Option<i32> = row.get("worker_concurrency");
+            if let Some(concurrency) = concurrency
+                .and_then(|c| u32::try_from(c).ok())
+                .filter(|c| *c > 0)
+            {
+                reading.worker_concurrency.insert(queue, concurrency);
+            }
+            continue;
+        }
+        let count = |column: &str| u64::try_from(row.get::<_, i64>(column)).unwrap_or(0);
+        let counts = QueueCounts {
+            enqueued: count("enqueued"),
+            pending: count("pending"),
+            delayed_due: count("delayed_due"),
+        };
+        reading
+            .counts
+            .entry(queue)
+            .or_default()
+            .push((row.get("application_name"), counts));
+    }
+    Ok(reading)
+}
+
+/// The statement for a layout: a `UNION ALL` of the in-flight arm, the due-delayed arm and
+/// the queue configuration, all distinguished by `kind`.
+fn counting_statement(layout: &Layout) -> String {
+    let table = format!("{}.workflow_status", quote(&layout.schema));
+    let application = if layout.has_application_name {
+        "application_name"
+    } else {
+        "NULL::text"
+    };
+    let mut arms = vec![format!(
+        "SELECT 'depth'::text AS kind, queue_name, {application} AS application_name, \
+         count(*) FILTER (WHERE status = 'ENQUEUED') AS enqueued, \
+         count(*) FILTER (WHERE status = 'PENDING') AS pending, \
+         0::bigint AS delayed_due, NULL::integer AS worker_concurrency \
+         FROM {table} WHERE status IN ('ENQUEUED', 'PENDING') AND queue_name IS NOT NULL \
+         GROUP BY queue_name, 3"
+    )];
+    if layout.has_delayed {
+        arms.push(format!(
+            "SELECT 'depth'::text, queue_name, {application}, 0::bigint, 0::bigint, count(*), NULL::integer \
+             FROM {table} WHERE status = 'DELAYED' \
+             AND delay_until_epoch_ms <= (extract(epoch FROM now()) * 1000)::bigint \
+             AND queue_name IS NOT NULL GROUP BY queue_name, 3"
+        ));
+    }
+    if layout.has_queue_table {
+        arms.push(format!(
+            "SELECT 'config'::text, name, NULL::text, 0::bigint, 0::bigint, 0::bigint, worker_concurrency \
+             FROM {}.queues",
+            quote(&layout.schema)
+        ));
+    }
+    arms.join(" UNION ALL ")
+}
+
+/// Quotes a schema name that [`crate::trigger::is_identifier`] already accepted.
+fn quote(identifier: &str) -> String {
+    format!("\"{identifier}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(application: bool, delayed: bool, queues: bool) -> Layout {
+        let mut layout = Layout {
+            schema: "dbos".into(),
+            has_application_name: application,
+            has_delayed: delayed,
+            has_queue_table: queues,
+            migration: None,
+            statement: String::new(),
+        };
+        layout.statement = counting_statement(&layout);
+        layout
+    }
+
+    #[test]
+    fn statuses_are_literals_and_delayed_has_its_own_arm() {
+        let sql = layout(true, true, true).statement;
+        assert!(sql.contains("status IN ('ENQUEUED', 'PENDING')"));
+        assert!(sql.contains("status = 'DELAYED'"));
+        assert!(!sql.contains('$'), "no bind parameters: {sql}");
+        assert!(!sql.contains("'ENQUEUED', 'PENDING', 'DELAYED'"));
+    }
+
+    #[test]
+    fn older_schemas_get_a_statement_without_missing_columns() {
+        let sql = layout(false, false, false).statement;
+        assert!(!sql.contains("application_name AS"));
+        assert!(!sql.contains("delay_until_epoch_ms"));
+        assert!(!sql.contains("queues"));
+        assert!(sql.contains("NULL::text AS application_name"));
+    }
+}

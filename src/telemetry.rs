@@ -1,0 +1,31 @@
+//! Logging: `tracing` with text or JSON lines, level from `RUST_LOG` (default: this crate
+//! at info, dependencies at warn).
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// The filter used when `RUST_LOG` is unset: quiet dependencies, informative scaler.
+const DEFAULT_FILTER: &str = "warn,pg_queue_scaler=info";
+
+/// Installs the global subscriber. Fails if `RUST_LOG` is malformed.
+pub fn init(format: LogFormat) -> Result<(), String> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.is_empty() => {
+            EnvFilter::try_new(&directives).map_err(|error| format!("RUST_LOG: {error}"))?
+        }
+        _ => EnvFilter::new(DEFAULT_FILTER),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
+    installed.map_err(|error| error.to_string())
+}

@@ -1,0 +1,235 @@
+//! Shared helpers for integration tests: Postgres, DBOS rows, and the scaler started
+//! in-process on 127.0.0.1:0 with a generated gRPC client.
+#![allow(dead_code)] // each test binary uses its own subset
+
+pub mod postgres;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use pg_queue_scaler::config::{Flags, Settings};
+use pg_queue_scaler::grpc::proto::external_scaler_client::ExternalScalerClient;
+use pg_queue_scaler::grpc::proto::{GetMetricsRequest, ScaledObjectRef};
+use pg_queue_scaler::{Listeners, RunError, run};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+pub use postgres::{Fixture, Server};
+
+/// The scaler running in this process.
+pub struct TestScaler {
+    /// The gRPC address.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), RunError>>,
+}
+
+impl TestScaler {
+    /// Starts the scaler with settings from `env` (as `PGQS_*` variables would give them).
+    pub async fn start(env: &[(&str, &str)]) -> TestScaler {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let settings = Settings::load(&Flags::default(), &env).expect("test settings are valid");
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = grpc.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(run(settings, Listeners { grpc }, async move {
+            let _ = stopped.await;
+        }));
+        TestScaler {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// A generated client connected to the scaler.
+    pub async fn client(&self) -> ExternalScalerClient<Channel> {
+        ExternalScalerClient::connect(format!("http://{}", self.addr))
+            .await
+            .expect("connect to the scaler")
+    }
+
+    /// A channel to the scaler, for the health and reflection clients.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    /// Signals shutdown and waits (bounded) for `run` to return.
+    pub async fn stop(mut self) -> Result<(), RunError> {
+        let _ = self.stop.take().expect("not stopped yet").send(());
+        tokio::time::timeout(Duration::from_secs(15), &mut self.task)
+            .await
+            .expect("the scaler stops within its grace period")
+            .expect("the scaler task does not panic")
+    }
+}
+
+/// A `ScaledObjectRef` with the given metadata, as KEDA sends it.
+pub fn scaled_object(name: &str, metadata: &[(&str, &str)]) -> ScaledObjectRef {
+    let mut scaler_metadata: HashMap<String, String> = metadata
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    scaler_metadata.insert("scalerAddress".into(), "pg-queue-scaler.keda:9090".into());
+    ScaledObjectRef {
+        name: name.into(),
+        namespace: "workers".into(),
+        scaler_metadata,
+    }
+}
+
+/// Asks for the trigger's metric the way KEDA does: GetMetricSpec, then GetMetrics by name.
+pub async fn metric_value(
+    client: &mut ExternalScalerClient<Channel>,
+    reference: &ScaledObjectRef,
+) -> Result<i64, tonic::Status> {
+    let spec = client
+        .get_metric_spec(reference.clone())
+        .await?
+        .into_inner();
+    assert_eq!(spec.metric_specs.len(), 1, "exactly one metric spec");
+    let name = spec.metric_specs[0].metric_name.clone();
+    let metrics = client
+        .get_metrics(GetMetricsRequest {
+            scaled_object_ref: Some(reference.clone()),
+            metric_name: name.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(metrics.metric_values.len(), 1, "exactly one metric value");
+    let value = &metrics.metric_values[0];
+    assert_eq!(value.metric_name, name, "the value is named as requested");
+    assert_eq!(
+        value.metric_value as f64, value.metric_value_float,
+        "int and float agree"
+    );
+    Ok(value.metric_value)
+}
+
+/// Writes DBOS workflow rows the way DBOS does.
+pub struct Workflows {
+    client: tokio_postgres::Client,
+    schema: String,
+    with_application: bool,
+    next: u32,
+}
+
+impl Workflows {
+    /// Writes into `url`'s `dbos` schema, created from `fixture`.
+    pub async fn new(url: &str, fixture: Fixture) -> Workflows {
+        Workflows {
+            client: postgres::connect(url).await,
+            schema: "dbos".into(),
+            with_application: fixture.has_application_name(),
+            next: 0,
+        }
+    }
+
+    /// The connection, for statements of a test's own.
+    pub fn client(&self) -> &tokio_postgres::Client {
+        &self.client
+    }
+
+    /// Registers a queue as `DBOS.register_queue` does.
+    pub async fn register_queue(&self, queue: &str, worker_concurrency: Option<i32>) {
+        self.client
+            .execute(
+                &format!(
+                    "INSERT INTO {}.queues (name, worker_concurrency) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO UPDATE SET worker_concurrency = EXCLUDED.worker_concurrency",
+                    self.schema
+                ),
+                &[&queue, &worker_concurrency],
+            )
+            .await
+            .expect("register queue");
+    }
+
+    /// Enqueues `count` workflows as DBOSClient does: ENQUEUED, no executor, no start time.
+    pub async fn enqueue(&mut self, queue: &str, count: u32, application: Option<&str>) {
+        for _ in 0..count {
+            self.insert("ENQUEUED", Some(queue), application, None)
+                .await;
+        }
+    }
+
+    /// Workflows a worker has dequeued: PENDING with an executor and a start time.
+    pub async fn running(&mut self, queue: &str, count: u32, application: Option<&str>) {
+        for _ in 0..count {
+            let id = self.insert("PENDING", Some(queue), application, None).await;
+            self.client
+                .execute(
+                    &format!(
+                        "UPDATE {}.workflow_status SET executor_id = 'worker-1', owner_xid = 'x', \
+                         started_at_epoch_ms = (extract(epoch FROM now()) * 1000)::bigint, \
+                         recovery_attempts = 1 WHERE workflow_uuid = $1",
+                        self.schema
+                    ),
+                    &[&id],
+                )
+                .await
+                .expect("mark running");
+        }
+    }
+
+    /// Delayed workflows, due `offset_ms` from now (negative: already due).
+    pub async fn delayed(&mut self, queue: &str, count: u32, offset_ms: i64) {
+        for _ in 0..count {
+            self.insert("DELAYED", Some(queue), None, Some(offset_ms))
+                .await;
+        }
+    }
+
+    /// Workflows in any other state (finished, or started without a queue).
+    pub async fn other(&mut self, status: &str, queue: Option<&str>, count: u32) {
+        for _ in 0..count {
+            self.insert(status, queue, None, None).await;
+        }
+    }
+
+    async fn insert(
+        &mut self,
+        status: &str,
+        queue: Option<&str>,
+        application: Option<&str>,
+        delay_offset_ms: Option<i64>,
+    ) -> String {
+        self.next += 1;
+        let id = format!("wf-{}-{}", std::process::id(), self.next);
+        let application_column = if self.with_application {
+            ", application_name"
+        } else {
+            ""
+        };
+        let application_value = if self.with_application { ", $5" } else { "" };
+        let sql = format!(
+            "INSERT INTO {}.workflow_status (workflow_uuid, status, name, queue_name, \
+             delay_until_epoch_ms{application_column}) VALUES ($1, $2, 'work', $3, \
+             CASE WHEN $4::bigint IS NULL THEN NULL \
+             ELSE (extract(epoch FROM now()) * 1000)::bigint + $4::bigint END{application_value})",
+            self.schema
+        );
+        let application = application.map(str::to_owned);
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            vec![&id, &status, &queue, &delay_offset_ms];
+        if self.with_application {
+            params.push(&application);
+        }
+        self.client
+            .execute(&sql, &params)
+            .await
+            .expect("insert workflow");
+        id
+    }
+}
