@@ -4,16 +4,19 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: settings from defaults, file, environment and flags.
-//! - [`trigger`]: trigger metadata into a validated [`trigger::Trigger`]; [`metric_name`]
-//!   names its metric.
-//! - [`systems`]: per queue system, schema discovery and the counting statement.
-//! - [`database`]: pools, TLS, read-only sessions; [`database::ConnectionUrl`] keeps URLs secret.
-//! - [`snapshot`]: one refresh loop per database in use; requests read its latest snapshot.
-//! - [`decide`] and [`evaluate`]: the maths, pure.
-//! - [`grpc`]: the `ExternalScaler` service and the error-to-status mapping.
-//! - [`server`]: [`run`], which wires everything to bound listeners and a shutdown signal.
-//! - [`telemetry`]: logging.
+//! - [`config`] loads settings from defaults, file, environment and flags.
+//! - [`trigger`] turns trigger metadata into a validated [`trigger::Trigger`], and
+//!   [`metric_name`] names its metric.
+//! - [`systems`] holds, per queue system, schema discovery and the counting statement.
+//! - [`database`] builds pools, TLS and read-only sessions; [`database::ConnectionUrl`]
+//!   keeps URLs secret.
+//! - [`snapshot`] runs one refresh loop per database in use; requests read its latest
+//!   snapshot.
+//! - [`decide`] and [`evaluate`] hold the maths, pure.
+//! - [`grpc`] serves the `ExternalScaler` service and maps errors to status codes.
+//! - `server` provides [`run`], which wires everything to bound listeners and a shutdown
+//!   signal.
+//! - [`telemetry`] sets up logging.
 
 pub mod config;
 pub mod database;

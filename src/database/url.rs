@@ -6,6 +6,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// How the connection uses TLS, following libpq's `sslmode` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +50,11 @@ pub enum UrlError {
 }
 
 /// A parsed Postgres connection URL. The text is a secret (it usually holds a password).
+/// Cheap to clone: requests carry it as part of their source key.
 #[derive(Clone)]
-pub struct ConnectionUrl {
+pub struct ConnectionUrl(Arc<Parsed>);
+
+struct Parsed {
     raw: String,
     config: tokio_postgres::Config,
     tls_mode: TlsMode,
@@ -79,42 +83,43 @@ impl ConnectionUrl {
         if config.get_hosts().is_empty() {
             return Err(UrlError::Malformed);
         }
-        Ok(Self {
+        Ok(Self(Arc::new(Parsed {
             raw: raw.to_owned(),
             config,
             tls_mode,
             root_cert: tls_params.sslrootcert.map(PathBuf::from),
-        })
+        })))
     }
 
     /// The connection settings without the TLS parameters.
     pub fn config(&self) -> &tokio_postgres::Config {
-        &self.config
+        &self.0.config
     }
 
     /// The TLS mode from `sslmode` (default `prefer`, as in libpq).
     pub fn tls_mode(&self) -> TlsMode {
-        self.tls_mode
+        self.0.tls_mode
     }
 
     /// The CA file from `sslrootcert`, if given.
     pub fn root_cert(&self) -> Option<&PathBuf> {
-        self.root_cert.as_ref()
+        self.0.root_cert.as_ref()
     }
 
     /// The first host's name (without port), as used for access checks.
     pub fn host(&self) -> Option<String> {
-        self.config.get_hosts().first().map(host_name)
+        self.0.config.get_hosts().first().map(host_name)
     }
 
     /// `host:port/dbname`: safe for logs and client messages (no user, no password).
     pub fn label(&self) -> String {
         let host = self.host().unwrap_or_default();
-        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        let port = self.0.config.get_ports().first().copied().unwrap_or(5432);
         let dbname = self
+            .0
             .config
             .get_dbname()
-            .or(self.config.get_user())
+            .or(self.0.config.get_user())
             .unwrap_or("");
         format!("{host}:{port}/{dbname}")
     }
@@ -135,7 +140,7 @@ impl fmt::Debug for ConnectionUrl {
 
 impl PartialEq for ConnectionUrl {
     fn eq(&self, other: &Self) -> bool {
-        self.raw == other.raw
+        self.0.raw == other.0.raw
     }
 }
 
@@ -143,7 +148,7 @@ impl Eq for ConnectionUrl {}
 
 impl Hash for ConnectionUrl {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.raw.hash(state);
+        self.0.raw.hash(state);
     }
 }
 

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The whole test suite, set-up included, on a fresh machine or a developer's:
+#   1. PostgreSQL server binaries (apt-get install postgresql when initdb is missing),
+#   2. the Python venv with the pinned DBOS package (scripts/setup-python.sh),
+#   3. formatting and lints (cargo fmt --check, cargo clippy -D warnings),
+#   4. the release binary, used by the end-to-end test as a user would run it,
+#   5. unit, integration and end-to-end tests (cargo test),
+#   6. chart, manifest and example checks (scripts/check-chart.sh).
+# Tests start their own throwaway Postgres clusters unless TEST_DATABASE_URL is set.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+have_postgres_server() {
+  command -v initdb >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
+}
+
+step "PostgreSQL server binaries"
+if [[ -z ${TEST_DATABASE_URL:-} ]] && ! have_postgres_server; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "initdb not found: install the PostgreSQL server (apt-get install -y postgresql)," >&2
+    echo "or set TEST_DATABASE_URL to a server where the tests may create databases" >&2
+    exit 1
+  fi
+fi
+
+step "Python venv with the DBOS package"
+PGQS_TEST_PYTHON=$(scripts/setup-python.sh)
+export PGQS_TEST_PYTHON
+
+step "cargo fmt --check and cargo clippy"
+cargo fmt --all --check
+cargo clippy --locked --all-targets -- -D warnings
+
+step "release build"
+cargo build --locked --release
+export PGQS_E2E_BINARY="$repo/target/release/pg-queue-scaler"
+
+step "cargo test"
+cargo test --locked --all-targets
+
+step "chart, manifests and examples"
+scripts/check-chart.sh
