@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::access::AccessPolicy;
 use crate::database::{ConnectionUrl, PoolSettings};
 use crate::snapshot::RefreshSettings;
 use crate::trigger::{DEFAULT_DATABASE, is_database_name};
@@ -49,6 +50,15 @@ pub struct Flags {
     /// Time allowed for draining on SIGTERM/SIGINT (env: PGQS_SHUTDOWN_GRACE_PERIOD) [default: 8s].
     #[arg(long, value_name = "DURATION")]
     pub shutdown_grace_period: Option<String>,
+    /// PEM certificate for gRPC TLS (env: PGQS_TLS_CERT_FILE); needs --tls-key-file.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert_file: Option<String>,
+    /// PEM private key for gRPC TLS (env: PGQS_TLS_KEY_FILE).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key_file: Option<String>,
+    /// PEM CA that client certificates must chain to: turns on mTLS (env: PGQS_TLS_CLIENT_CA_FILE).
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca_file: Option<String>,
     /// Log format, text or json (env: PGQS_LOG_FORMAT) [default: text].
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -78,8 +88,30 @@ pub struct Settings {
     pub pool: PoolSettings,
     /// Longest drain on shutdown.
     pub shutdown_grace_period: Duration,
+    /// How long readiness reports NOT_SERVING before the listeners close, so that load
+    /// balancers stop sending calls first. Part of the grace period.
+    pub drain_delay: Duration,
+    /// Upper bound for any unary call.
+    pub rpc_timeout: Duration,
+    /// Who may read what.
+    pub access: AccessPolicy,
+    /// TLS for the gRPC port, when configured.
+    pub tls: Option<TlsSettings>,
     /// Log format.
     pub log_format: LogFormat,
+}
+
+/// Certificate files for the gRPC port; reloaded when their contents change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+    /// PEM CA bundle; when set, clients must present a certificate it signed (mTLS).
+    pub client_ca_file: Option<PathBuf>,
+    /// How often the files are checked for changes.
+    pub reload_interval: Duration,
 }
 
 /// Every problem found in the configuration.
@@ -122,13 +154,45 @@ struct RawSettings {
     statement_timeout: Option<String>,
     pool_max_size: Option<String>,
     shutdown_grace_period: Option<String>,
+    drain_delay: Option<String>,
+    rpc_timeout: Option<String>,
     log_format: Option<String>,
+    connection_from_env_enabled: Option<String>,
+    connection_from_env_allowed_hosts: Option<TextList>,
+    tls_cert_file: Option<String>,
+    tls_key_file: Option<String>,
+    tls_client_ca_file: Option<String>,
+    tls_reload_interval: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDatabase {
     url: Option<String>,
+    allowed_namespaces: Option<TextList>,
+}
+
+/// A list, written as a YAML list in the file or comma-separated in an environment variable.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum TextList {
+    List(Vec<String>),
+    Text(String),
+}
+
+impl TextList {
+    fn items(&self) -> Vec<String> {
+        let items: Vec<&str> = match self {
+            TextList::List(items) => items.iter().map(String::as_str).collect(),
+            TextList::Text(text) => text.split(',').collect(),
+        };
+        items
+            .into_iter()
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 impl fmt::Debug for RawDatabase {
@@ -174,6 +238,13 @@ impl Settings {
             raw.shutdown_grace_period.as_deref(),
             "8s",
         ));
+        let drain_delay = take(duration("drain_delay", raw.drain_delay.as_deref(), "1s"));
+        let rpc_timeout = take(duration("rpc_timeout", raw.rpc_timeout.as_deref(), "5s"));
+        let tls_reload_interval = take(duration(
+            "tls_reload_interval",
+            raw.tls_reload_interval.as_deref(),
+            "10s",
+        ));
         let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
         let grpc_listen = note(
             address("grpc_listen", raw.grpc_listen.as_deref(), "0.0.0.0:9090"),
@@ -192,6 +263,22 @@ impl Settings {
             LogFormat::Text,
         );
         let databases = note(databases(&raw, env), &mut problems, HashMap::new());
+        let access = note(access_policy(&raw), &mut problems, AccessPolicy::default());
+        let tls = note(tls(&raw, tls_reload_interval), &mut problems, None);
+        if !shutdown_grace_period.is_zero() && drain_delay >= shutdown_grace_period {
+            problems.push(format!(
+                "drain_delay ({}) must be shorter than shutdown_grace_period ({})",
+                humantime::format_duration(drain_delay),
+                humantime::format_duration(shutdown_grace_period)
+            ));
+        }
+        if !rpc_timeout.is_zero() && rpc_timeout < first_read_timeout {
+            problems.push(format!(
+                "rpc_timeout ({}) must not be shorter than first_read_timeout ({})",
+                humantime::format_duration(rpc_timeout),
+                humantime::format_duration(first_read_timeout)
+            ));
+        }
         if !interval.is_zero() && !stale_after.is_zero() && stale_after < interval * 2 {
             problems.push(format!(
                 "stale_after ({}) must be at least twice refresh_interval ({})",
@@ -219,6 +306,10 @@ impl Settings {
                 connect_timeout: read_timeout.min(Duration::from_secs(5)),
             },
             shutdown_grace_period,
+            drain_delay,
+            rpc_timeout,
+            access,
+            tls,
             log_format,
         })
     }
@@ -255,6 +346,9 @@ fn layered(flags: &Flags, env: &HashMap<String, String>) -> Result<RawSettings, 
         ("refresh_interval", &flags.refresh_interval),
         ("stale_after", &flags.stale_after),
         ("shutdown_grace_period", &flags.shutdown_grace_period),
+        ("tls_cert_file", &flags.tls_cert_file),
+        ("tls_key_file", &flags.tls_key_file),
+        ("tls_client_ca_file", &flags.tls_client_ca_file),
         ("log_format", &flags.log_format),
     ];
     for (key, value) in overrides {
@@ -270,6 +364,68 @@ fn layered(flags: &Flags, env: &HashMap<String, String>) -> Result<RawSettings, 
         // config's messages name the key but never a value of ours.
         format!("configuration: {error}")
     })
+}
+
+fn access_policy(raw: &RawSettings) -> Result<AccessPolicy, String> {
+    let connection_from_env_enabled =
+        match raw.connection_from_env_enabled.as_deref().map(str::trim) {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                return Err(format!(
+                    "connection_from_env_enabled must be true or false, got {other:?}"
+                ));
+            }
+        };
+    let connection_from_env_allowed_hosts = raw
+        .connection_from_env_allowed_hosts
+        .as_ref()
+        .map(TextList::items)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|host| host.to_ascii_lowercase())
+        .collect();
+    let allowed_namespaces = raw
+        .databases
+        .iter()
+        .filter_map(|(name, database)| {
+            let namespaces = database.allowed_namespaces.as_ref()?.items();
+            Some((name.clone(), namespaces))
+        })
+        .collect();
+    Ok(AccessPolicy {
+        connection_from_env_enabled,
+        connection_from_env_allowed_hosts,
+        allowed_namespaces,
+    })
+}
+
+fn tls(raw: &RawSettings, reload_interval: Duration) -> Result<Option<TlsSettings>, String> {
+    let path = |value: &Option<String>| {
+        value
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    match (
+        path(&raw.tls_cert_file),
+        path(&raw.tls_key_file),
+        path(&raw.tls_client_ca_file),
+    ) {
+        (None, None, None) => Ok(None),
+        (Some(cert_file), Some(key_file), client_ca_file) => Ok(Some(TlsSettings {
+            cert_file,
+            key_file,
+            client_ca_file,
+            reload_interval,
+        })),
+        (None, None, Some(_)) => Err(
+            "tls_client_ca_file needs tls_cert_file and tls_key_file (mTLS is TLS first)".into(),
+        ),
+        (Some(_), None, _) => Err("tls_cert_file needs tls_key_file".into()),
+        (None, Some(_), _) => Err("tls_key_file needs tls_cert_file".into()),
+    }
 }
 
 fn note<T>(result: Result<T, String>, problems: &mut Vec<String>, placeholder: T) -> T {
@@ -477,6 +633,73 @@ mod tests {
             assert!(text.contains(key), "{key} missing from {text}");
         }
         assert!(!text.contains("hunter2"));
+    }
+
+    #[test]
+    fn access_rules_and_tls_files_are_read() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            file,
+            "connection_from_env_allowed_hosts: [DB.internal, other]\n\
+             databases:\n  orders:\n    allowed_namespaces: [team-a]"
+        )
+        .unwrap();
+        let flags = Flags {
+            config: Some(file.path().to_path_buf()),
+            ..Flags::default()
+        };
+        let settings = Settings::load(
+            &flags,
+            &env(&[
+                ("PGQS_DATABASES__ORDERS__URL", "postgres://u:pw@h/orders"),
+                ("PGQS_CONNECTION_FROM_ENV_ENABLED", "false"),
+                ("PGQS_TLS_CERT_FILE", "/tls/tls.crt"),
+                ("PGQS_TLS_KEY_FILE", "/tls/tls.key"),
+                ("PGQS_TLS_CLIENT_CA_FILE", "/tls/ca.crt"),
+            ]),
+        )
+        .unwrap();
+        assert!(!settings.access.connection_from_env_enabled);
+        assert_eq!(
+            settings.access.connection_from_env_allowed_hosts,
+            ["db.internal", "other"]
+        );
+        assert_eq!(settings.access.allowed_namespaces["orders"], ["team-a"]);
+        let tls = settings.tls.unwrap();
+        assert_eq!(tls.client_ca_file, Some(PathBuf::from("/tls/ca.crt")));
+
+        let settings = Settings::load(
+            &Flags::default(),
+            &env(&[("PGQS_CONNECTION_FROM_ENV_ALLOWED_HOSTS", "a, b")]),
+        )
+        .unwrap();
+        assert!(settings.access.connection_from_env_enabled);
+        assert_eq!(
+            settings.access.connection_from_env_allowed_hosts,
+            ["a", "b"]
+        );
+        assert!(settings.tls.is_none());
+    }
+
+    #[test]
+    fn half_a_tls_configuration_is_refused() {
+        let error = Settings::load(
+            &Flags::default(),
+            &env(&[("PGQS_TLS_CLIENT_CA_FILE", "/ca")]),
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("tls_client_ca_file needs"),
+            "{error}"
+        );
+        let error =
+            Settings::load(&Flags::default(), &env(&[("PGQS_TLS_CERT_FILE", "/c")])).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("tls_cert_file needs tls_key_file"),
+            "{error}"
+        );
     }
 
     #[test]

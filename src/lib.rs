@@ -13,18 +13,24 @@
 //! - [`snapshot`] runs one refresh loop per database in use; requests read its latest
 //!   snapshot.
 //! - [`decide`] and [`evaluate`] hold the maths, pure.
-//! - [`grpc`] serves the `ExternalScaler` service and maps errors to status codes.
+//! - [`access`] decides who may read which database.
+//! - [`grpc`] serves the `ExternalScaler` service (plain or TLS with reloading
+//!   certificates) and maps errors to status codes.
+//! - [`http`] serves `/metrics`, `/healthz` and `/readyz`; [`metrics`] defines the metrics.
 //! - `server` provides [`run`], which wires everything to bound listeners and a shutdown
 //!   signal.
 //! - [`telemetry`] sets up logging.
 
+pub mod access;
 pub mod config;
 pub mod database;
 pub mod decide;
 pub mod error;
 pub mod evaluate;
 pub mod grpc;
+pub mod http;
 pub mod metric_name;
+pub mod metrics;
 mod server;
 pub mod snapshot;
 pub mod systems;
@@ -32,4 +38,4 @@ pub mod telemetry;
 pub mod trigger;
 
 pub use error::Error;
-pub use server::{Listeners, RunError, run};
+pub use server::{LIVENESS, Listeners, READINESS, RunError, run};

@@ -46,10 +46,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let grpc = tokio::net::TcpListener::bind(settings.grpc_listen)
         .await
         .with_context(|| format!("cannot listen for gRPC on {}", settings.grpc_listen))?;
+    let http = tokio::net::TcpListener::bind(settings.http_listen)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", settings.http_listen))?;
     let mut databases: Vec<&String> = settings.databases.keys().collect();
     databases.sort();
     tracing::info!(
         grpc = %grpc.local_addr()?,
+        grpc_tls = settings.tls.is_some(),
+        mtls = settings.tls.as_ref().is_some_and(|tls| tls.client_ca_file.is_some()),
+        http = %http.local_addr()?,
         databases = ?databases,
         version = env!("CARGO_PKG_VERSION"),
         "pg-queue-scaler listening"
@@ -59,7 +65,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             "no database configured: only triggers with connectionFromEnv can be served"
         );
     }
-    run(settings, Listeners { grpc }, shutdown_signal()).await?;
+    run(settings, Listeners { grpc, http }, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,23 +1,37 @@
-//! [`run`]: serves gRPC on an already-bound listener until the shutdown future completes,
-//! then drains within the grace period.
+//! [`run`]: serves gRPC and HTTP on already-bound listeners until the shutdown future
+//! completes, then drains: readiness turns NOT_SERVING, streams end with OK, and the
+//! listeners close, all within the grace period.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
 
 use crate::config::Settings;
 use crate::grpc::proto::FILE_DESCRIPTOR_SET;
 use crate::grpc::proto::external_scaler_server::ExternalScalerServer;
 use crate::grpc::scaler::ScalerService;
+use crate::grpc::tls::{ReloadingTls, TlsError};
+use crate::http::{self, HttpState};
+use crate::metrics::Metrics;
 use crate::snapshot::Snapshots;
+
+/// gRPC health service name that turns NOT_SERVING only if the process is broken.
+pub const LIVENESS: &str = "liveness";
+/// gRPC health service name that turns NOT_SERVING as soon as shutdown begins.
+pub const READINESS: &str = "readiness";
 
 /// The sockets the scaler serves on, bound by the caller (port 0 in tests).
 #[derive(Debug)]
 pub struct Listeners {
     /// KEDA's `ExternalScaler`, health and reflection.
     pub grpc: TcpListener,
+    /// Metrics and HTTP health.
+    pub http: TcpListener,
 }
 
 /// Why the server stopped with an error.
@@ -26,56 +40,121 @@ pub enum RunError {
     /// The gRPC transport failed.
     #[error("grpc server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The HTTP server failed.
+    #[error("http server: {0}")]
+    Http(#[from] std::io::Error),
     /// Reflection could not be set up from the embedded descriptors.
     #[error("grpc reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The TLS files are unusable.
+    #[error("grpc tls: {0}")]
+    Tls(#[from] TlsError),
 }
 
-/// Serves until `shutdown` completes, then ends every stream cleanly and stops, waiting at
-/// most `settings.shutdown_grace_period` for in-flight calls.
+type Serving = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
+
+/// Serves until `shutdown` completes, then drains within `settings.shutdown_grace_period`.
 pub async fn run(
     settings: Settings,
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    let tls = settings.tls.as_ref().map(ReloadingTls::load).transpose()?;
     let (stopping_sender, stopping) = watch::channel(false);
+    let (ready_sender, ready) = watch::channel(true);
+    let metrics = Arc::new(Metrics::new());
     let snapshots = Snapshots::new(
         settings.refresh.clone(),
         settings.pool.clone(),
         settings.databases.clone(),
         stopping.clone(),
+        metrics.clone(),
     );
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
         .set_serving::<ExternalScalerServer<ScalerService>>()
         .await;
+    for name in ["", LIVENESS, READINESS] {
+        health
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
+    }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    let scaler = ExternalScalerServer::new(ScalerService::new(snapshots, stopping.clone()));
-
-    let mut server_stopping = stopping.clone();
-    let server = tonic::transport::Server::builder()
+    let scaler = ExternalScalerServer::new(ScalerService::new(
+        snapshots.clone(),
+        settings.access.clone(),
+        metrics.clone(),
+        stopping.clone(),
+    ));
+    let router = tonic::transport::Server::builder()
+        .timeout(settings.rpc_timeout)
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(scaler)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), async move {
-            let _ = server_stopping.wait_for(|stopping| *stopping).await;
-        });
-    tokio::pin!(server);
+        .add_service(scaler);
+    let grpc_stopped = wait_until(stopping.clone());
+    let grpc: Serving = match tls {
+        Some(tls) => Box::pin(router.serve_with_incoming_shutdown(
+            tls.incoming(listeners.grpc, stopping.clone()),
+            grpc_stopped,
+        )),
+        None => Box::pin(
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), grpc_stopped),
+        ),
+    };
+    let http_state = HttpState {
+        metrics,
+        snapshots,
+        ready,
+    };
+    let http_stopped = wait_until(stopping.clone());
+    let http = async move {
+        axum::serve(listeners.http, http::router(http_state))
+            .with_graceful_shutdown(http_stopped)
+            .await
+    };
+    let servers = async {
+        tokio::try_join!(async { grpc.await.map_err(RunError::from) }, async {
+            http.await.map_err(RunError::from)
+        })
+    };
+    tokio::pin!(servers);
 
     tokio::select! {
-        result = &mut server => return result.map_err(RunError::from),
+        result = &mut servers => return result.map(drop),
         () = shutdown => {}
     }
     tracing::info!(grace_period = ?settings.shutdown_grace_period, "shutting down");
-    let _ = stopping_sender.send(true);
-    match tokio::time::timeout(settings.shutdown_grace_period, server).await {
-        Ok(result) => result.map_err(RunError::from),
+    let drain = async {
+        // Readiness first, so that load balancers stop sending calls before the
+        // listeners close.
+        let _ = ready_sender.send(false);
+        for name in ["", READINESS] {
+            health
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
+        }
+        health
+            .set_not_serving::<ExternalScalerServer<ScalerService>>()
+            .await;
+        tokio::time::sleep(settings.drain_delay).await;
+        let _ = stopping_sender.send(true);
+        (&mut servers).await
+    };
+    match tokio::time::timeout(settings.shutdown_grace_period, drain).await {
+        Ok(result) => result.map(drop),
         Err(_) => {
             tracing::warn!("calls still open after the grace period; stopping anyway");
             Ok(())
         }
     }
+}
+
+/// Completes once `flag` turns true.
+async fn wait_until(mut flag: watch::Receiver<bool>) {
+    let _ = flag.wait_for(|set| *set).await;
 }

@@ -4,6 +4,7 @@
 
 pub mod scaler;
 pub mod status;
+pub mod tls;
 
 /// Code generated from `proto/externalscaler.proto`: messages, server and client.
 #[allow(missing_docs, clippy::all)]

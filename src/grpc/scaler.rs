@@ -3,6 +3,8 @@
 //! for why each answer has the shape it has.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -14,9 +16,11 @@ use super::proto::{
     GetMetricSpecResponse, GetMetricsRequest, GetMetricsResponse, IsActiveResponse, MetricSpec,
     MetricValue, ScaledObjectRef,
 };
+use crate::access::AccessPolicy;
 use crate::error::Error;
 use crate::evaluate::evaluate;
 use crate::metric_name::{self, metric_name};
+use crate::metrics::Metrics;
 use crate::snapshot::Snapshots;
 use crate::trigger::{MetricKind, Trigger};
 
@@ -27,42 +31,67 @@ const STREAM_BUFFER: usize = 4;
 #[derive(Clone)]
 pub struct ScalerService {
     snapshots: Snapshots,
+    access: AccessPolicy,
+    metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 }
 
 impl ScalerService {
-    /// A service answering from `snapshots`; streams end cleanly when `shutdown` turns true.
-    pub fn new(snapshots: Snapshots, shutdown: watch::Receiver<bool>) -> Self {
+    /// A service answering from `snapshots` under `access`; streams end cleanly when
+    /// `shutdown` turns true.
+    pub fn new(
+        snapshots: Snapshots,
+        access: AccessPolicy,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         Self {
             snapshots,
+            access,
+            metrics,
             shutdown,
         }
     }
-}
 
-/// Runs one RPC inside a span that names the ScaledObject, and logs a refusal.
-async fn observe<T>(
-    method: &'static str,
-    reference: &ScaledObjectRef,
-    handler: impl Future<Output = Result<T, Error>>,
-) -> Result<Response<T>, Status> {
-    let span = tracing::info_span!(
-        "rpc",
-        method,
-        namespace = %reference.namespace,
-        scaled_object = %reference.name
-    );
-    async move {
-        match handler.await {
-            Ok(answer) => Ok(Response::new(answer)),
-            Err(error) => {
-                tracing::info!(kind = error.kind(), %error, "request refused");
-                Err(Status::from(error))
+    /// Parses the trigger and applies the access policy: the first step of every RPC.
+    fn trigger(&self, reference: &ScaledObjectRef) -> Result<Trigger, Error> {
+        let trigger = Trigger::parse(&reference.scaler_metadata)?;
+        self.access.check(&trigger, &reference.namespace)?;
+        Ok(trigger)
+    }
+
+    /// Runs one RPC inside a span that names the ScaledObject, logs a refusal and counts
+    /// the call by method and status code.
+    async fn observe<T>(
+        &self,
+        method: &'static str,
+        reference: &ScaledObjectRef,
+        handler: impl Future<Output = Result<T, Error>>,
+    ) -> Result<Response<T>, Status> {
+        let span = tracing::info_span!(
+            "rpc",
+            method,
+            namespace = %reference.namespace,
+            scaled_object = %reference.name
+        );
+        let started = Instant::now();
+        let result = async move {
+            match handler.await {
+                Ok(answer) => Ok(Response::new(answer)),
+                Err(error) => {
+                    tracing::info!(kind = error.kind(), %error, "request refused");
+                    Err(Status::from(error))
+                }
             }
         }
+        .instrument(span)
+        .await;
+        let code = result
+            .as_ref()
+            .map_or_else(Status::code, |_| tonic::Code::Ok);
+        self.metrics.record_rpc(method, code, started.elapsed());
+        result
     }
-    .instrument(span)
-    .await
 }
 
 #[tonic::async_trait]
@@ -72,8 +101,8 @@ impl ExternalScaler for ScalerService {
         request: Request<ScaledObjectRef>,
     ) -> Result<Response<IsActiveResponse>, Status> {
         let reference = request.into_inner();
-        observe("IsActive", &reference, async {
-            let trigger = Trigger::parse(&reference.scaler_metadata)?;
+        self.observe("IsActive", &reference, async {
+            let trigger = self.trigger(&reference)?;
             let snapshot = self.snapshots.latest(&trigger).await?;
             Ok(IsActiveResponse {
                 result: evaluate(&trigger, &snapshot).active,
@@ -89,8 +118,8 @@ impl ExternalScaler for ScalerService {
         request: Request<ScaledObjectRef>,
     ) -> Result<Response<Self::StreamIsActiveStream>, Status> {
         let reference = request.into_inner();
-        observe("StreamIsActive", &reference, async {
-            let trigger = Trigger::parse(&reference.scaler_metadata)?;
+        self.observe("StreamIsActive", &reference, async {
+            let trigger = self.trigger(&reference)?;
             let watch = self.snapshots.watch(&trigger)?;
             let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
             let span = tracing::info_span!(
@@ -111,10 +140,10 @@ impl ExternalScaler for ScalerService {
         request: Request<ScaledObjectRef>,
     ) -> Result<Response<GetMetricSpecResponse>, Status> {
         let reference = request.into_inner();
-        observe("GetMetricSpec", &reference, async {
+        self.observe("GetMetricSpec", &reference, async {
             // From metadata and configuration alone: no database I/O, so the HPA can be
             // built (and KEDA's fallback can work) while Postgres is down.
-            let trigger = Trigger::parse(&reference.scaler_metadata)?;
+            let trigger = self.trigger(&reference)?;
             self.snapshots.check_database(&trigger)?;
             let target = match trigger.metric {
                 MetricKind::Replicas => 1,
@@ -137,8 +166,8 @@ impl ExternalScaler for ScalerService {
     ) -> Result<Response<GetMetricsResponse>, Status> {
         let request = request.into_inner();
         let reference = request.scaled_object_ref.unwrap_or_default();
-        observe("GetMetrics", &reference, async {
-            let trigger = Trigger::parse(&reference.scaler_metadata)?;
+        self.observe("GetMetrics", &reference, async {
+            let trigger = self.trigger(&reference)?;
             if !metric_name::matches(&trigger, &request.metric_name) {
                 return Err(Error::UnknownMetric {
                     requested: request.metric_name.clone(),
@@ -168,7 +197,7 @@ impl ExternalScaler for ScalerService {
     ) -> Result<Response<Self::StreamMetricSpecStream>, Status> {
         let reference = request.into_inner();
         // KEDA treats Unimplemented as "keep calling GetMetricSpec", which is what we want.
-        observe("StreamMetricSpec", &reference, async {
+        self.observe("StreamMetricSpec", &reference, async {
             Err(Error::Unimplemented(
                 "StreamMetricSpec is not implemented; KEDA falls back to GetMetricSpec",
             ))

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::database::{ConnectionUrl, PoolSettings};
+use crate::database::{self, ConnectionUrl, PoolSettings};
 use crate::error::Error;
+use crate::metrics::{Metrics, SourceLabels};
 use crate::systems::Reading;
 use crate::trigger::{ConnectionRef, System, Trigger};
 
@@ -89,10 +90,14 @@ struct Inner {
     databases: HashMap<String, ConnectionUrl>,
     sources: Mutex<HashMap<SourceKey, Arc<Source>>>,
     shutdown: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
 }
 
 struct Source {
     label: String,
+    metric_labels: SourceLabels,
+    /// The pool, or why it could not be built (a TLS file problem, say).
+    pool: Result<deadpool_postgres::Pool, String>,
     state: watch::Receiver<SourceState>,
     last_used: Mutex<Instant>,
     open_streams: AtomicUsize,
@@ -105,6 +110,7 @@ impl Snapshots {
         pool: PoolSettings,
         databases: HashMap<String, ConnectionUrl>,
         shutdown: watch::Receiver<bool>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -113,6 +119,7 @@ impl Snapshots {
                 databases,
                 sources: Mutex::new(HashMap::new()),
                 shutdown,
+                metrics,
             }),
         }
     }
@@ -160,9 +167,22 @@ impl Snapshots {
         }
     }
 
-    /// The number of sources currently polled.
-    pub fn active_sources(&self) -> usize {
-        self.inner.sources().len()
+    /// What every source in use holds right now, for metrics.
+    pub fn overview(&self) -> Vec<SourceOverview> {
+        self.inner
+            .sources()
+            .values()
+            .map(|source| SourceOverview {
+                labels: source.metric_labels.clone(),
+                last_good: source.state.borrow().last_good.clone(),
+                pool: source
+                    .pool
+                    .as_ref()
+                    .ok()
+                    .map(deadpool_postgres::Pool::status),
+                open_streams: source.open_streams.load(Ordering::SeqCst),
+            })
+            .collect()
     }
 
     fn source(&self, trigger: &Trigger) -> Result<Arc<Source>, Error> {
@@ -174,14 +194,21 @@ impl Snapshots {
         }
         let url = self.resolve(&key.connection)?;
         let (sender, receiver) = watch::channel(SourceState::default());
+        let label = trigger.database_label();
         let source = Arc::new(Source {
-            label: trigger.database_label(),
+            metric_labels: SourceLabels {
+                system: key.system.as_str(),
+                database: label.clone(),
+                schema: key.schema.clone(),
+            },
+            pool: database::build_pool(&url, &self.inner.pool).map_err(|error| error.to_string()),
+            label,
             state: receiver,
             last_used: Mutex::new(Instant::now()),
             open_streams: AtomicUsize::new(0),
         });
         sources.insert(key.clone(), source.clone());
-        tokio::spawn(refresh::run(self.clone(), key, source.clone(), url, sender));
+        tokio::spawn(refresh::run(self.clone(), key, source.clone(), sender));
         Ok(source)
     }
 
@@ -213,6 +240,19 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // The guarded data stays consistent even if a holder panicked: every critical section
     // is a single insert, remove or assignment.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One source as the metrics see it.
+#[derive(Debug, Clone)]
+pub struct SourceOverview {
+    /// Its metric labels.
+    pub labels: SourceLabels,
+    /// Its latest successful read.
+    pub last_good: Option<Arc<Snapshot>>,
+    /// Its pool's size and idle connections.
+    pub pool: Option<deadpool_postgres::Status>,
+    /// Streams holding it.
+    pub open_streams: usize,
 }
 
 /// A stream's hold on a source: keeps it polled and yields its updates.

@@ -8,7 +8,6 @@ use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
 use super::{Snapshot, Snapshots, Source, SourceKey, SourceState};
-use crate::database::{self, ConnectionUrl};
 use crate::systems::Reading;
 use crate::systems::dbos::{self, DbosError, Layout};
 use crate::trigger::System;
@@ -18,12 +17,11 @@ pub(super) async fn run(
     snapshots: Snapshots,
     key: SourceKey,
     source: Arc<Source>,
-    url: ConnectionUrl,
     publish: watch::Sender<SourceState>,
 ) {
     let settings = snapshots.inner.refresh.clone();
+    let metrics = snapshots.inner.metrics.clone();
     let mut shutdown = snapshots.inner.shutdown.clone();
-    let pool = database::build_pool(&url, &snapshots.inner.pool);
     let mut layout: Option<Layout> = None;
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -37,7 +35,8 @@ pub(super) async fn run(
             tracing::info!(database = %source.label, schema = %key.schema, "stopped reading: no trigger used it lately");
             break;
         }
-        let outcome = match &pool {
+        let started = Instant::now();
+        let outcome = match &source.pool {
             Ok(pool) => {
                 let read = read_once(pool, key.system, &key.schema, &mut layout);
                 match tokio::time::timeout(settings.read_timeout, read).await {
@@ -49,15 +48,16 @@ pub(super) async fn run(
                     )),
                 }
             }
-            Err(error) => Err(error.to_string()),
+            Err(error) => Err(error.clone()),
         };
+        metrics.record_refresh(&source.metric_labels, started.elapsed(), outcome.is_ok());
         if outcome.is_err() {
             // The schema may have changed under us (a DBOS upgrade); look again next time.
             layout = None;
         }
         publish_outcome(&publish, &source.label, outcome);
     }
-    if let Ok(pool) = pool {
+    if let Ok(pool) = &source.pool {
         pool.close();
     }
 }

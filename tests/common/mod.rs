@@ -22,6 +22,8 @@ pub use postgres::{Fixture, Server};
 pub struct TestScaler {
     /// The gRPC address.
     pub addr: SocketAddr,
+    /// The HTTP address (metrics, health).
+    pub http_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), RunError>>,
 }
@@ -29,8 +31,10 @@ pub struct TestScaler {
 impl TestScaler {
     /// Starts the scaler with settings from `env` (as `PGQS_*` variables would give them).
     pub async fn start(env: &[(&str, &str)]) -> TestScaler {
-        let env: HashMap<String, String> = env
+        // Shut down quickly unless a test says otherwise; later pairs win.
+        let env: HashMap<String, String> = [("PGQS_DRAIN_DELAY", "50ms")]
             .iter()
+            .chain(env)
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let settings = Settings::load(&Flags::default(), &env).expect("test settings are valid");
@@ -38,12 +42,17 @@ impl TestScaler {
             .await
             .expect("bind");
         let addr = grpc.local_addr().expect("local addr");
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let http_addr = http.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(run(settings, Listeners { grpc }, async move {
+        let task = tokio::spawn(run(settings, Listeners { grpc, http }, async move {
             let _ = stopped.await;
         }));
         TestScaler {
             addr,
+            http_addr,
             stop: Some(stop),
             task,
         }
@@ -65,9 +74,16 @@ impl TestScaler {
             .expect("connect")
     }
 
+    /// Signals shutdown without waiting.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
     /// Signals shutdown and waits (bounded) for `run` to return.
     pub async fn stop(mut self) -> Result<(), RunError> {
-        let _ = self.stop.take().expect("not stopped yet").send(());
+        self.begin_shutdown();
         tokio::time::timeout(Duration::from_secs(15), &mut self.task)
             .await
             .expect("the scaler stops within its grace period")

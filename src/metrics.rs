@@ -1,0 +1,287 @@
+//! Prometheus metrics, served on `/metrics` of the HTTP port: RPCs by method and status
+//! code, refreshes per database, snapshot ages, and per-queue gauges so that queues can be
+//! graphed and alerted on without KEDA. Database labels are configured names (or
+//! `connectionFromEnv (host:port/db)`), never URLs.
+
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::decide::desired_replicas;
+use crate::snapshot::SourceOverview;
+
+/// Labels of RPC metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabels {
+    method: &'static str,
+    code: String,
+}
+
+/// Labels of per-source metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    /// Queue system.
+    pub system: &'static str,
+    /// Database name (never a URL).
+    pub database: String,
+    /// Schema of the system tables.
+    pub schema: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    system: &'static str,
+    database: String,
+    schema: String,
+    queue: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    database: String,
+    schema: String,
+    state: &'static str,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms to about 8 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 15))
+}
+
+/// Every metric the scaler exports.
+pub struct Metrics {
+    registry: Registry,
+    rpc_requests: Family<RpcLabels, Counter>,
+    rpc_duration: Family<RpcLabels, Histogram, fn() -> Histogram>,
+    refresh_duration: Family<SourceLabels, Histogram, fn() -> Histogram>,
+    refresh_errors: Family<SourceLabels, Counter>,
+    snapshot_age: Family<SourceLabels, FloatGauge>,
+    queue_enqueued: Family<QueueLabels, Gauge>,
+    queue_pending: Family<QueueLabels, Gauge>,
+    queue_delayed_due: Family<QueueLabels, Gauge>,
+    queue_depth: Family<QueueLabels, Gauge>,
+    queue_desired_replicas: Family<QueueLabels, Gauge>,
+    open_streams: Gauge,
+    sources: Gauge,
+    pool_connections: Family<PoolLabels, Gauge>,
+    /// Scrapes rebuild the gauges from snapshots; one at a time keeps them consistent.
+    scrape: Mutex<()>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("pg_queue_scaler");
+        let metrics = Self {
+            rpc_requests: Family::default(),
+            rpc_duration: Family::new_with_constructor(latency_histogram),
+            refresh_duration: Family::new_with_constructor(latency_histogram),
+            refresh_errors: Family::default(),
+            snapshot_age: Family::default(),
+            queue_enqueued: Family::default(),
+            queue_pending: Family::default(),
+            queue_delayed_due: Family::default(),
+            queue_depth: Family::default(),
+            queue_desired_replicas: Family::default(),
+            open_streams: Gauge::default(),
+            sources: Gauge::default(),
+            pool_connections: Family::default(),
+            scrape: Mutex::new(()),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "grpc_requests",
+            "gRPC calls by method and status code",
+            metrics.rpc_requests.clone(),
+        );
+        registry.register_with_unit(
+            "grpc_request_duration",
+            "gRPC call latency by method and status code",
+            Unit::Seconds,
+            metrics.rpc_duration.clone(),
+        );
+        registry.register_with_unit(
+            "refresh_duration",
+            "Time one read of a database takes",
+            Unit::Seconds,
+            metrics.refresh_duration.clone(),
+        );
+        registry.register(
+            "refresh_errors",
+            "Failed reads of a database",
+            metrics.refresh_errors.clone(),
+        );
+        registry.register_with_unit(
+            "snapshot_age",
+            "Age of the latest successful read of a database",
+            Unit::Seconds,
+            metrics.snapshot_age.clone(),
+        );
+        registry.register(
+            "queue_enqueued",
+            "Work items waiting in a queue",
+            metrics.queue_enqueued.clone(),
+        );
+        registry.register(
+            "queue_pending",
+            "Work items a worker has picked up",
+            metrics.queue_pending.clone(),
+        );
+        registry.register(
+            "queue_delayed_due",
+            "Delayed work items whose time has come",
+            metrics.queue_delayed_due.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Enqueued + pending + due delayed work items",
+            metrics.queue_depth.clone(),
+        );
+        registry.register(
+            "queue_desired_replicas",
+            "ceil(depth / worker_concurrency) with the database's worker_concurrency",
+            metrics.queue_desired_replicas.clone(),
+        );
+        registry.register(
+            "open_streams",
+            "Open StreamIsActive streams",
+            metrics.open_streams.clone(),
+        );
+        registry.register(
+            "sources",
+            "Databases (and schemas) currently read",
+            metrics.sources.clone(),
+        );
+        registry.register(
+            "pool_connections",
+            "Connections per database pool by state",
+            metrics.pool_connections.clone(),
+        );
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// Counts one finished RPC.
+    pub fn record_rpc(&self, method: &'static str, code: tonic::Code, elapsed: Duration) {
+        let code = match code {
+            tonic::Code::Ok => "OK".to_owned(),
+            other => format!("{other:?}"),
+        };
+        let labels = RpcLabels { method, code };
+        self.rpc_requests.get_or_create(&labels).inc();
+        self.rpc_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one read of a source.
+    pub fn record_refresh(&self, source: &SourceLabels, elapsed: Duration, succeeded: bool) {
+        self.refresh_duration
+            .get_or_create(source)
+            .observe(elapsed.as_secs_f64());
+        if !succeeded {
+            self.refresh_errors.get_or_create(source).inc();
+        }
+    }
+
+    /// The text exposition, with gauges rebuilt from `sources` first.
+    pub fn render(&self, sources: &[SourceOverview]) -> String {
+        let _one_scrape_at_a_time = self
+            .scrape
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.rebuild_gauges(sources);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+
+    fn rebuild_gauges(&self, sources: &[SourceOverview]) {
+        for family in [
+            &self.queue_enqueued,
+            &self.queue_pending,
+            &self.queue_delayed_due,
+            &self.queue_depth,
+            &self.queue_desired_replicas,
+        ] {
+            family.clear();
+        }
+        self.snapshot_age.clear();
+        self.pool_connections.clear();
+        self.sources.set(sources.len() as i64);
+        self.open_streams
+            .set(sources.iter().map(|s| s.open_streams as i64).sum());
+        for source in sources {
+            let labels = &source.labels;
+            if let Some(pool) = &source.pool {
+                let idle = pool.available as i64;
+                let in_use = pool.size as i64 - idle;
+                for (state, value) in [("in_use", in_use), ("idle", idle)] {
+                    self.pool_connections
+                        .get_or_create(&PoolLabels {
+                            database: labels.database.clone(),
+                            schema: labels.schema.clone(),
+                            state,
+                        })
+                        .set(value);
+                }
+            }
+            let Some(snapshot) = &source.last_good else {
+                continue;
+            };
+            self.snapshot_age
+                .get_or_create(labels)
+                .set(snapshot.read_at.elapsed().as_secs_f64());
+            let reading = &snapshot.reading;
+            for queue in reading
+                .counts
+                .keys()
+                .chain(reading.worker_concurrency.keys())
+            {
+                let counts = reading.counts(queue, None);
+                let queue_labels = QueueLabels {
+                    system: labels.system,
+                    database: labels.database.clone(),
+                    schema: labels.schema.clone(),
+                    queue: queue.clone(),
+                };
+                let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+                self.queue_enqueued
+                    .get_or_create(&queue_labels)
+                    .set(gauge(counts.enqueued));
+                self.queue_pending
+                    .get_or_create(&queue_labels)
+                    .set(gauge(counts.pending));
+                self.queue_delayed_due
+                    .get_or_create(&queue_labels)
+                    .set(gauge(counts.delayed_due));
+                self.queue_depth
+                    .get_or_create(&queue_labels)
+                    .set(gauge(counts.depth()));
+                if let Some(concurrency) = reading.worker_concurrency.get(queue) {
+                    self.queue_desired_replicas
+                        .get_or_create(&queue_labels)
+                        .set(gauge(desired_replicas(counts.depth(), *concurrency)));
+                }
+            }
+        }
+    }
+}
