@@ -129,7 +129,7 @@ pub async fn run(
         () = shutdown => {}
     }
     tracing::info!(grace_period = ?settings.shutdown_grace_period, "shutting down");
-    let drain = async {
+    let stop_accepting = async {
         // Readiness first, so that load balancers stop sending calls before the
         // listeners close.
         let _ = ready_sender.send(false);
@@ -143,8 +143,9 @@ pub async fn run(
             .await;
         tokio::time::sleep(settings.drain_delay).await;
         let _ = stopping_sender.send(true);
-        (&mut servers).await
     };
+    // The servers keep accepting and answering while readiness is down.
+    let drain = async { tokio::join!(stop_accepting, &mut servers).1 };
     match tokio::time::timeout(settings.shutdown_grace_period, drain).await {
         Ok(result) => result.map(drop),
         Err(_) => {

@@ -2,6 +2,7 @@
 //! in-process on 127.0.0.1:0 with a generated gRPC client.
 #![allow(dead_code, unused_imports)] // each test binary uses its own subset
 
+pub mod certs;
 pub mod postgres;
 
 use std::collections::HashMap;
@@ -248,4 +249,32 @@ impl Workflows {
             .expect("insert workflow");
         id
     }
+}
+
+/// A plain HTTP/1.1 GET against the scaler's HTTP port: (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect http");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send request");
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
+        .await
+        .expect("http answers within 5s")
+        .expect("read response");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("an HTTP status line");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }
