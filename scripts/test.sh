@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, set-up included, on a fresh machine or a developer's:
 #   1. PostgreSQL server binaries (apt-get install postgresql when initdb is missing),
-#   2. the Python venv with the pinned DBOS package (scripts/setup-python.sh),
+#   2. the Python venv with the pinned DBOS and gRPC packages (scripts/setup-python.sh),
 #   3. formatting and lints (cargo fmt --check, cargo clippy -D warnings),
 #   4. the release binary, used by the end-to-end test as a user would run it,
 #   5. unit, integration and end-to-end tests (cargo test),
@@ -31,7 +31,7 @@ if [[ -z ${TEST_DATABASE_URL:-} ]] && ! have_postgres_server; then
   fi
 fi
 
-step "Python venv with the DBOS package"
+step "Python venv (dbos, grpcio-reflection)"
 PGQS_TEST_PYTHON=$(scripts/setup-python.sh)
 export PGQS_TEST_PYTHON
 

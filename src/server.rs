@@ -80,10 +80,14 @@ pub async fn run(
             .set_service_status(name, ServingStatus::Serving)
             .await;
     }
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // v1 for current clients (grpcurl), v1alpha for the many that still speak only it.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
     let scaler = ExternalScalerServer::new(ScalerService::new(
         snapshots.clone(),
         settings.access.clone(),
@@ -93,7 +97,8 @@ pub async fn run(
     let router = tonic::transport::Server::builder()
         .timeout(settings.rpc_timeout)
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(scaler);
     let grpc_stopped = wait_until(stopping.clone());
     let grpc: Serving = match tls {

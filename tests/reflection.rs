@@ -1,0 +1,207 @@
+//! gRPC server reflection, checked with a reflection client from another implementation
+//! (Python's grpcio-reflection, driven by tests/e2e/reflection_client.py).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::TestScaler;
+
+/// The venv's Python, with grpcio-reflection pinned (scripts/setup-python.sh makes it).
+fn python() -> PathBuf {
+    let path = std::env::var_os("PGQS_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
+    assert!(
+        path.is_file(),
+        "{} not found: run scripts/setup-python.sh (the README's test command does)",
+        path.display()
+    );
+    path
+}
+
+/// Proves that a stock reflection client, the kind `grpcurl list` and `grpcurl describe`
+/// are, can find and fully describe every service the scaler serves over
+/// `grpc.reflection.v1`: it lists exactly KEDA's `externalscaler.ExternalScaler`, the
+/// standard `grpc.health.v1.Health` and the reflection service itself; every method of
+/// each resolves to its input and output message types with the right streaming flags;
+/// and every message reachable from them, map entries included, resolves with exactly
+/// its declared fields (so KEDA's `*Float` fields and `scalerMetadata` are visible).
+/// It also pins which reflection versions are served: v1 for current clients and v1alpha
+/// for those that speak only it (grpcio-reflection's own client, older grpcurl releases);
+/// the script checks that both describe the same services.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_reflection_client_describes_every_service() {
+    let scaler = TestScaler::start(&[]).await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/reflection_client.py");
+    let mut command = Command::new(python());
+    command
+        .arg(script)
+        .args(["--target", &scaler.addr.to_string(), "--timeout", "10"]);
+    // The script bounds itself (a deadline on every call, an alarm for the whole run);
+    // this bound is the backstop.
+    let output = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::task::spawn_blocking(move || command.output()),
+    )
+    .await
+    .expect("reflection_client.py finishes within 90s")
+    .expect("the blocking task does not panic")
+    .expect("run reflection_client.py");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "reflection_client.py failed ({}): {}\nstdout:\n{stdout}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    let of_kind = |kind: &str| -> Vec<&str> {
+        lines
+            .iter()
+            .copied()
+            .filter(|line| line.starts_with(kind))
+            .collect()
+    };
+
+    assert_eq!(
+        of_kind("reflection "),
+        [
+            "reflection grpc.reflection.v1.ServerReflection served",
+            "reflection grpc.reflection.v1alpha.ServerReflection served",
+        ],
+        "reflection versions served\n{stdout}"
+    );
+    assert_eq!(
+        of_kind("service "),
+        [
+            "service externalscaler.ExternalScaler",
+            "service grpc.health.v1.Health",
+            "service grpc.reflection.v1.ServerReflection",
+            "service grpc.reflection.v1alpha.ServerReflection",
+        ],
+        "listed services\n{stdout}"
+    );
+
+    let method = |service: &str, name: &str, input: &str, output: &str, streams: [bool; 2]| {
+        format!(
+            "method {service}/{name} input={input} output={output} \
+             client_streaming={} server_streaming={}",
+            streams[0], streams[1]
+        )
+    };
+    let scaler_service = "externalscaler.ExternalScaler";
+    let reference = "externalscaler.ScaledObjectRef";
+    let unary = [false, false];
+    let server_streaming = [false, true];
+    let expected_methods = [
+        method(
+            scaler_service,
+            "GetMetricSpec",
+            reference,
+            "externalscaler.GetMetricSpecResponse",
+            unary,
+        ),
+        method(
+            scaler_service,
+            "GetMetrics",
+            "externalscaler.GetMetricsRequest",
+            "externalscaler.GetMetricsResponse",
+            unary,
+        ),
+        method(
+            scaler_service,
+            "IsActive",
+            reference,
+            "externalscaler.IsActiveResponse",
+            unary,
+        ),
+        method(
+            scaler_service,
+            "StreamIsActive",
+            reference,
+            "externalscaler.IsActiveResponse",
+            server_streaming,
+        ),
+        method(
+            scaler_service,
+            "StreamMetricSpec",
+            reference,
+            "externalscaler.GetMetricSpecResponse",
+            server_streaming,
+        ),
+        method(
+            "grpc.health.v1.Health",
+            "Check",
+            "grpc.health.v1.HealthCheckRequest",
+            "grpc.health.v1.HealthCheckResponse",
+            unary,
+        ),
+        method(
+            "grpc.health.v1.Health",
+            "Watch",
+            "grpc.health.v1.HealthCheckRequest",
+            "grpc.health.v1.HealthCheckResponse",
+            server_streaming,
+        ),
+        method(
+            "grpc.reflection.v1.ServerReflection",
+            "ServerReflectionInfo",
+            "grpc.reflection.v1.ServerReflectionRequest",
+            "grpc.reflection.v1.ServerReflectionResponse",
+            [true, true],
+        ),
+        method(
+            "grpc.reflection.v1alpha.ServerReflection",
+            "ServerReflectionInfo",
+            "grpc.reflection.v1alpha.ServerReflectionRequest",
+            "grpc.reflection.v1alpha.ServerReflectionResponse",
+            [true, true],
+        ),
+    ];
+    assert_eq!(
+        of_kind("method "),
+        expected_methods,
+        "resolved methods\n{stdout}"
+    );
+
+    // Every message reachable from the scaler's and health's methods, with its fields
+    // in declaration order. (The reflection service's own messages are resolved too;
+    // only their presence is checked below.)
+    let messages: Vec<&str> = of_kind("message ")
+        .into_iter()
+        .filter(|line| !line.starts_with("message grpc.reflection."))
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "message externalscaler.GetMetricSpecResponse metricSpecs",
+            "message externalscaler.GetMetricsRequest scaledObjectRef,metricName",
+            "message externalscaler.GetMetricsResponse metricValues",
+            "message externalscaler.IsActiveResponse result",
+            "message externalscaler.MetricSpec metricName,targetSize,targetSizeFloat",
+            "message externalscaler.MetricValue metricName,metricValue,metricValueFloat",
+            "message externalscaler.ScaledObjectRef name,namespace,scalerMetadata",
+            "message externalscaler.ScaledObjectRef.ScalerMetadataEntry key,value",
+            "message grpc.health.v1.HealthCheckRequest service",
+            "message grpc.health.v1.HealthCheckResponse status",
+        ],
+        "resolved messages\n{stdout}"
+    );
+    for (version, name) in [
+        ("v1", "ServerReflectionRequest"),
+        ("v1", "ServerReflectionResponse"),
+        ("v1alpha", "ServerReflectionRequest"),
+        ("v1alpha", "ServerReflectionResponse"),
+    ] {
+        let prefix = format!("message grpc.reflection.{version}.{name} ");
+        assert!(
+            lines.iter().any(|line| line.starts_with(&prefix)),
+            "{prefix}is resolved\n{stdout}"
+        );
+    }
+
+    scaler.stop().await.unwrap();
+}
