@@ -67,13 +67,7 @@ impl AccessPolicy {
 mod tests {
     use super::*;
 
-    fn trigger(pairs: &[(&str, &str)]) -> Trigger {
-        let metadata: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Trigger::parse(&metadata).unwrap()
-    }
+    use crate::trigger::from_pairs as trigger;
 
     #[test]
     fn open_policy_allows_everything() {

@@ -87,15 +87,8 @@ fn fnv1a32(bytes: &[u8]) -> u32 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::collections::HashMap;
 
-    fn trigger(pairs: &[(&str, &str)]) -> Trigger {
-        let metadata: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Trigger::parse(&metadata).unwrap()
-    }
+    use crate::trigger::from_pairs as trigger;
 
     fn is_dns_safe(name: &str) -> bool {
         !name.is_empty()

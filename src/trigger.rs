@@ -279,11 +279,17 @@ pub fn is_identifier(name: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
 }
 
+/// Test helper: a trigger from metadata pairs, for the unit tests of modules using triggers.
+#[cfg(test)]
+pub(crate) fn from_pairs(pairs: &[(&str, &str)]) -> Trigger {
+    Trigger::parse(&tests::metadata(pairs)).expect("valid test metadata")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn metadata(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pub(super) fn metadata(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -7,20 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::TestScaler;
-
-/// The venv's Python, with grpcio-reflection pinned (scripts/setup-python.sh makes it).
-fn python() -> PathBuf {
-    let path = std::env::var_os("PGQS_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    assert!(
-        path.is_file(),
-        "{} not found: run scripts/setup-python.sh (the README's test command does)",
-        path.display()
-    );
-    path
-}
+use common::{TestScaler, python};
 
 /// Proves that a stock reflection client, the kind `grpcurl list` and `grpcurl describe`
 /// are, can find and fully describe every service the scaler serves over

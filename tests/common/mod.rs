@@ -278,3 +278,19 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// The repo venv's Python, with the pinned `dbos` and `grpcio-reflection` packages
+/// (scripts/setup-python.sh makes it; the test command exports `PGQS_TEST_PYTHON`).
+pub fn python() -> std::path::PathBuf {
+    let path = std::env::var_os("PGQS_TEST_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python")
+        });
+    assert!(
+        path.is_file(),
+        "{} not found: run scripts/setup-python.sh (the README's test command does)",
+        path.display()
+    );
+    path
+}
