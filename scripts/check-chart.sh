@@ -37,8 +37,8 @@ fi
 py="$venv/bin/python"
 missing=()
 "$py" -c 'import kubernetes_validate' 2>/dev/null || missing+=(kubernetes-validate==1.37.0)
-"$py" -c 'import jsonschema' 2>/dev/null || missing+=(jsonschema)
-"$py" -c 'import yaml' 2>/dev/null || missing+=(pyyaml)
+"$py" -c 'import jsonschema' 2>/dev/null || missing+=(jsonschema==4.26.0)
+"$py" -c 'import yaml' 2>/dev/null || missing+=(pyyaml==6.0.3)
 if ((${#missing[@]})); then
   echo "installing into $venv: ${missing[*]}"
   "$py" -m pip install --quiet --disable-pip-version-check "${missing[@]}"
@@ -249,6 +249,21 @@ check_rejects "template: TLS with both certificate sources" "not both" \
   helm template p "$chart" --set tls.enabled=true,tls.existingSecret=s,tls.certManager.enabled=true,tls.certManager.issuerRef.name=i
 check_rejects "template: no database at all" "no database configured" \
   helm template p "$chart" --set connectionFromEnv.enabled=false
+
+# --- the binary accepts what the chart renders -------------------------------------------------
+
+section "the scaler binary accepts the rendered configuration"
+binary=target/release/pg-queue-scaler
+if [[ ! -x $binary ]]; then
+  echo "building $binary"
+  cargo build --locked --release --quiet
+fi
+for f in "${ci_files[@]}" deploy/pg-queue-scaler.yaml; do
+  rendered="$f"
+  [[ $f == "$chart"/ci/* ]] && rendered="$work/$(basename "$f" -values.yaml).yaml"
+  check "pg-queue-scaler --check-config accepts $(basename "$rendered")" \
+    "$py" scripts/check_chart_config.py "$rendered" "$binary"
+done
 
 # --- deploy/ ----------------------------------------------------------------------------------
 

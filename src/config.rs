@@ -59,6 +59,9 @@ pub struct Flags {
     /// PEM CA that client certificates must chain to: turns on mTLS (env: PGQS_TLS_CLIENT_CA_FILE).
     #[arg(long, value_name = "FILE")]
     pub tls_client_ca_file: Option<String>,
+    /// Validate the configuration, print the result and exit (0 valid, 64 invalid); binds nothing.
+    #[arg(long)]
+    pub check_config: bool,
     /// Log format, text or json (env: PGQS_LOG_FORMAT) [default: text].
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,

@@ -22,6 +22,12 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if flags.check_config {
+        let mut databases: Vec<&String> = settings.databases.keys().collect();
+        databases.sort();
+        println!("configuration is valid; databases: {databases:?}");
+        return ExitCode::SUCCESS;
+    }
     if let Err(error) = telemetry::init(settings.log_format) {
         eprintln!("pg-queue-scaler: invalid configuration: {error}");
         return ExitCode::from(EXIT_CONFIG);

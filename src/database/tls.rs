@@ -39,7 +39,9 @@ pub(super) fn connector(
     root_cert: Option<&std::path::PathBuf>,
 ) -> Result<MakeRustlsConnect, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // `sslrootcert=system` means the platform's trusted roots (libpq 16+): here, Mozilla's.
     let roots = match root_cert {
+        Some(path) if path.as_os_str() == "system" => Some(mozilla_roots()),
         Some(path) => Some(load_roots(path)?),
         None => None,
     };

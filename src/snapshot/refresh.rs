@@ -124,7 +124,7 @@ async fn read_once(
 
 fn describe_dbos_error(error: &DbosError) -> String {
     match error {
-        DbosError::NotDbos(_) => error.to_string(),
+        DbosError::NotDbos(_) | DbosError::NotGranted { .. } => error.to_string(),
         DbosError::Postgres(error) => describe_postgres_error(error),
     }
 }

@@ -6,7 +6,7 @@
 //! (a bound status list or an extra status turns it into a scan of every finished workflow),
 //! and due `DELAYED` rows are a separate arm on `idx_workflow_status_delayed`.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use tokio_postgres::GenericClient;
 
@@ -20,6 +20,18 @@ pub enum DbosError {
         "schema {0:?} has no workflow_status table (is it a DBOS system database, and may this role read it?)"
     )]
     NotDbos(String),
+    /// A column the count depends on exists but this role may not read it.
+    #[error(
+        "this role may not read {schema}.{table}.{column}: GRANT SELECT ({column}) ON {schema}.{table} TO <the scaler's role> (re-run sql/dbos-read-only-role.sql after DBOS upgrades)"
+    )]
+    NotGranted {
+        /// The schema.
+        schema: String,
+        /// The table.
+        table: &'static str,
+        /// The column.
+        column: &'static str,
+    },
     /// Postgres refused or failed a statement.
     #[error(transparent)]
     Postgres(#[from] tokio_postgres::Error),
@@ -42,22 +54,60 @@ pub struct Layout {
     pub statement: String,
 }
 
+/// The columns the counting statement may read, by table.
+const READ_COLUMNS: [(&str, &str); 7] = [
+    ("workflow_status", "queue_name"),
+    ("workflow_status", "status"),
+    ("workflow_status", "application_name"),
+    ("workflow_status", "delay_until_epoch_ms"),
+    ("queues", "name"),
+    ("queues", "worker_concurrency"),
+    ("dbos_migrations", "version"),
+];
+
 /// Looks at the schema's tables and columns and builds the counting statement for them.
+///
+/// Columns are found in `pg_catalog`, which lists every column whatever the role's rights
+/// (`information_schema` hides the ones it may not read), so a column that exists but was
+/// not granted is an error naming the grant, not a silent switch to an older schema's
+/// behaviour.
 pub async fn discover(client: &impl GenericClient, schema: &str) -> Result<Layout, DbosError> {
     let rows = client
         .query(
-            "SELECT table_name::text, column_name::text FROM information_schema.columns \
-             WHERE table_schema = $1 AND table_name IN ('workflow_status', 'queues', 'dbos_migrations')",
+            "SELECT c.relname::text, a.attname::text, \
+                    has_column_privilege(c.oid, a.attnum, 'SELECT') \
+             FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+             WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v') \
+               AND c.relname IN ('workflow_status', 'queues', 'dbos_migrations')",
             &[&schema],
         )
         .await?;
-    let columns: HashSet<(String, String)> =
-        rows.iter().map(|row| (row.get(0), row.get(1))).collect();
-    let has = |table: &str, column: &str| columns.contains(&(table.to_owned(), column.to_owned()));
-    if !has("workflow_status", "queue_name") || !has("workflow_status", "status") {
+    let columns: HashMap<(String, String), bool> = rows
+        .iter()
+        .map(|row| ((row.get(0), row.get(1)), row.get(2)))
+        .collect();
+    let exists =
+        |table: &str, column: &str| columns.contains_key(&(table.to_owned(), column.to_owned()));
+    if !exists("workflow_status", "queue_name") || !exists("workflow_status", "status") {
         return Err(DbosError::NotDbos(schema.to_owned()));
     }
-    let migration = if has("dbos_migrations", "version") {
+    for (table, column) in READ_COLUMNS {
+        let readable = columns.get(&(table.to_owned(), column.to_owned()));
+        // The migration level is only logged; everything else changes the numbers.
+        if readable == Some(&false) && table != "dbos_migrations" {
+            return Err(DbosError::NotGranted {
+                schema: schema.to_owned(),
+                table,
+                column,
+            });
+        }
+    }
+    let readable = |table: &str, column: &str| {
+        columns.get(&(table.to_owned(), column.to_owned())) == Some(&true)
+    };
+    let migration = if readable("dbos_migrations", "version") {
         let sql = format!(
             "SELECT max(version)::bigint FROM {}.dbos_migrations",
             quote(schema)
@@ -68,9 +118,9 @@ pub async fn discover(client: &impl GenericClient, schema: &str) -> Result<Layou
     };
     let mut layout = Layout {
         schema: schema.to_owned(),
-        has_application_name: has("workflow_status", "application_name"),
-        has_delayed: has("workflow_status", "delay_until_epoch_ms"),
-        has_queue_table: has("queues", "name") && has("queues", "worker_concurrency"),
+        has_application_name: exists("workflow_status", "application_name"),
+        has_delayed: exists("workflow_status", "delay_until_epoch_ms"),
+        has_queue_table: exists("queues", "name") && exists("queues", "worker_concurrency"),
         migration,
         statement: String::new(),
     };
