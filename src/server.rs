@@ -25,6 +25,11 @@ pub const LIVENESS: &str = "liveness";
 /// gRPC health service name that turns NOT_SERVING as soon as shutdown begins.
 pub const READINESS: &str = "readiness";
 
+/// How often an idle HTTP/2 connection is pinged.
+const HTTP2_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a ping may go unanswered before the connection is closed.
+const HTTP2_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The sockets the scaler serves on, bound by the caller (port 0 in tests).
 #[derive(Debug)]
 pub struct Listeners {
@@ -96,6 +101,10 @@ pub async fn run(
     ));
     let router = tonic::transport::Server::builder()
         .timeout(settings.rpc_timeout)
+        // KEDA keeps one connection with long-lived streams open; pings find a peer that
+        // vanished without closing it, so its streams do not keep databases polled.
+        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
