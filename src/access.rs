@@ -27,6 +27,36 @@ impl AccessPolicy {
         }
     }
 
+    /// With an allowlist, every host the URL may try must be on it, and `hostaddr` (which
+    /// would connect elsewhere than the names say) is refused. Entries are `host` or
+    /// `host:port`.
+    fn check_hosts(&self, url: &crate::database::ConnectionUrl) -> Result<(), Error> {
+        let allowed = &self.connection_from_env_allowed_hosts;
+        if allowed.is_empty() {
+            return Ok(());
+        }
+        if url.has_hostaddr() {
+            return Err(Error::PermissionDenied(format!(
+                "{} URLs may not use hostaddr on this scaler (its hosts are restricted)",
+                keys::CONNECTION_FROM_ENV
+            )));
+        }
+        for (host, port) in url.endpoints() {
+            let host = host.to_ascii_lowercase();
+            let listed = allowed.iter().any(|entry| match entry.rsplit_once(':') {
+                Some((name, listed_port)) => *name == host && listed_port == port.to_string(),
+                None => *entry == host,
+            });
+            if !listed {
+                return Err(Error::PermissionDenied(format!(
+                    "{} points at {host}:{port}, which is not in this scaler's allowed hosts",
+                    keys::CONNECTION_FROM_ENV
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses, with `PermissionDenied` and a reason, what the rules do not allow.
     pub fn check(&self, trigger: &Trigger, namespace: &str) -> Result<(), Error> {
         match &trigger.connection {
@@ -37,14 +67,17 @@ impl AccessPolicy {
                         keys::CONNECTION_FROM_ENV
                     )));
                 }
-                let host = url.host().unwrap_or_default().to_ascii_lowercase();
-                let allowed = &self.connection_from_env_allowed_hosts;
-                if !allowed.is_empty() && !allowed.contains(&host) {
+                // A file path would let any trigger probe the scaler's file system.
+                if url
+                    .root_cert()
+                    .is_some_and(|path| path.as_os_str() != "system")
+                {
                     return Err(Error::PermissionDenied(format!(
-                        "{} points at host {host:?}, which is not in this scaler's allowed hosts",
+                        "{} URLs may not name an sslrootcert file on the scaler: use sslrootcert=system, or a database from the scaler's configuration",
                         keys::CONNECTION_FROM_ENV
                     )));
                 }
+                self.check_hosts(url)?;
             }
             ConnectionRef::Named(name) => {
                 let allowed = self
@@ -103,13 +136,58 @@ mod tests {
             limited.check(&from_env, "ns").is_ok(),
             "host match ignores case"
         );
-        let elsewhere = trigger(&[
+        for sneaky in [
+            "postgres://u:secret@evil/d",
+            "postgres://u:secret@db.internal,evil/d",
+            "postgres://u:secret@db.internal/d?hostaddr=10.9.9.9",
+        ] {
+            let error = limited
+                .check(
+                    &trigger(&[("queue", "q"), ("connectionFromEnv", sneaky)]),
+                    "ns",
+                )
+                .unwrap_err();
+            assert!(matches!(error, Error::PermissionDenied(_)), "{sneaky}");
+            assert!(!error.to_string().contains("secret"));
+        }
+        let with_port = AccessPolicy {
+            connection_from_env_enabled: true,
+            connection_from_env_allowed_hosts: vec!["db.internal:6432".into()],
+            ..AccessPolicy::default()
+        };
+        let pooled = trigger(&[
             ("queue", "q"),
-            ("connectionFromEnv", "postgres://u:secret@evil/d"),
+            ("connectionFromEnv", "postgres://u:p@db.internal:6432/d"),
         ]);
-        let error = limited.check(&elsewhere, "ns").unwrap_err();
-        assert!(error.to_string().contains("\"evil\""), "{error}");
-        assert!(!error.to_string().contains("secret"));
+        assert!(with_port.check(&pooled, "ns").is_ok());
+        let other_port = trigger(&[
+            ("queue", "q"),
+            ("connectionFromEnv", "postgres://u:p@db.internal:22/d"),
+        ]);
+        let error = with_port.check(&other_port, "ns").unwrap_err();
+        assert!(error.to_string().contains("db.internal:22"), "{error}");
+    }
+
+    #[test]
+    fn connection_from_env_urls_cannot_read_files_on_the_scaler() {
+        let policy = AccessPolicy::open();
+        let probe = trigger(&[
+            ("queue", "q"),
+            (
+                "connectionFromEnv",
+                "postgres://u:p@h/d?sslmode=verify-full&sslrootcert=/etc/shadow",
+            ),
+        ]);
+        let error = policy.check(&probe, "ns").unwrap_err();
+        assert!(error.to_string().contains("sslrootcert"), "{error}");
+        let system = trigger(&[
+            ("queue", "q"),
+            (
+                "connectionFromEnv",
+                "postgres://u:p@h/d?sslmode=verify-full&sslrootcert=system",
+            ),
+        ]);
+        assert!(policy.check(&system, "ns").is_ok());
     }
 
     #[test]

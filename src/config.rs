@@ -21,8 +21,9 @@ const ENV_PREFIX: &str = "PGQS";
 /// database falls back to it.
 pub const DBOS_URL_ENV: &str = "DBOS_SYSTEM_DATABASE_URL";
 
-/// Command-line flags. Each one overrides the file and the environment.
-#[derive(Debug, Default, Clone, clap::Parser)]
+/// Command-line flags. Each one overrides the file and the environment. No `Debug`: it may
+/// hold a database URL.
+#[derive(Default, Clone, clap::Parser)]
 #[command(
     name = "pg-queue-scaler",
     version,
@@ -138,7 +139,8 @@ impl std::error::Error for ConfigError {}
 
 /// The file and environment layout; every scalar is read as text and parsed by
 /// [`Settings::load`], so that one bad value does not hide the others.
-#[derive(Debug, Default, Deserialize)]
+// No `Debug`: it holds database URLs as text.
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSettings {
     /// `PGQS_CONFIG` lands here too; it was already used to find the file.
@@ -282,10 +284,18 @@ impl Settings {
                 humantime::format_duration(first_read_timeout)
             ));
         }
+        // Durations are at most a day (see `duration`), so doubling cannot overflow.
         if !interval.is_zero() && !stale_after.is_zero() && stale_after < interval * 2 {
             problems.push(format!(
                 "stale_after ({}) must be at least twice refresh_interval ({})",
                 humantime::format_duration(stale_after),
+                humantime::format_duration(interval)
+            ));
+        }
+        if !interval.is_zero() && !idle_after.is_zero() && idle_after < interval * 2 {
+            problems.push(format!(
+                "idle_after ({}) must be at least twice refresh_interval ({})",
+                humantime::format_duration(idle_after),
                 humantime::format_duration(interval)
             ));
         }
@@ -338,14 +348,13 @@ fn layered(flags: &Flags, env: &HashMap<String, String>) -> Result<RawSettings, 
             .prefix_separator("_")
             .separator("__")
             .ignore_empty(true)
-            .source(Some(
-                env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            )),
+            .source(Some(environment_layer(env)?)),
     );
+    // --database-url is the `default` database's URL, like PGQS_DATABASE_URL.
     let overrides = [
         ("grpc_listen", &flags.grpc_listen),
         ("http_listen", &flags.http_listen),
-        ("database_url", &flags.database_url),
+        ("databases.default.url", &flags.database_url),
         ("refresh_interval", &flags.refresh_interval),
         ("stale_after", &flags.stale_after),
         ("shutdown_grace_period", &flags.shutdown_grace_period),
@@ -357,16 +366,56 @@ fn layered(flags: &Flags, env: &HashMap<String, String>) -> Result<RawSettings, 
     for (key, value) in overrides {
         builder = builder
             .set_override_option(key, value.clone())
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| describe(&error))?;
     }
     let layered = builder.build().map_err(|error| match &file {
-        Some(path) => format!("cannot read configuration file {}: {error}", path.display()),
-        None => error.to_string(),
+        Some(path) => format!(
+            "cannot read configuration file {}: {}",
+            path.display(),
+            describe(&error)
+        ),
+        None => describe(&error),
     })?;
-    layered.try_deserialize().map_err(|error| {
-        // config's messages name the key but never a value of ours.
-        format!("configuration: {error}")
-    })
+    layered.try_deserialize().map_err(|error| describe(&error))
+}
+
+/// The environment as the config crate should see it: `PGQS_DATABASE_URL` is the `default`
+/// database's URL, so it becomes `PGQS_DATABASES__DEFAULT__URL` and layers like any other
+/// database URL.
+fn environment_layer(env: &HashMap<String, String>) -> Result<HashMap<String, String>, String> {
+    const SHORT: &str = "PGQS_DATABASE_URL";
+    const LONG: &str = "PGQS_DATABASES__DEFAULT__URL";
+    let mut layer = env.clone();
+    if let Some(url) = layer.remove(SHORT).filter(|url| !url.is_empty()) {
+        if layer.get(LONG).is_some_and(|other| !other.is_empty()) {
+            return Err(format!("set {SHORT} or {LONG}, not both"));
+        }
+        layer.insert(LONG.to_owned(), url);
+    }
+    Ok(layer)
+}
+
+/// A config-crate error as text that cannot carry a secret: type errors name the key and
+/// what it expects, not the value found (which may be a database URL).
+fn describe(error: &config::ConfigError) -> String {
+    match error {
+        config::ConfigError::Type { key, expected, .. } => format!(
+            "{} must be {expected}",
+            key.as_deref().unwrap_or("a setting")
+        ),
+        other => {
+            let text = other.to_string();
+            if !text.contains("://") {
+                return text;
+            }
+            // serde's messages quote the value; keep only the key they name.
+            let key = text
+                .split_once("for key `")
+                .and_then(|(_, rest)| rest.split_once('`'))
+                .map_or("a setting", |(key, _)| key);
+            format!("{key} has a value of the wrong shape (not shown: it may hold a secret)")
+        }
+    }
 }
 
 fn access_policy(raw: &RawSettings) -> Result<AccessPolicy, String> {
@@ -455,12 +504,16 @@ fn address(key: &str, value: Option<&str>, default: &str) -> Result<SocketAddr, 
         .map_err(|_| format!("{key} must be an address like {default}, got {value:?}"))
 }
 
+/// The longest duration any setting takes: keeps timer arithmetic far from overflow and
+/// every value within what Postgres accepts for `statement_timeout`.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
 fn duration(key: &str, value: Option<&str>, default: &str) -> Result<Duration, String> {
     let value = value.unwrap_or(default).trim();
     match humantime::parse_duration(value) {
-        Ok(duration) if !duration.is_zero() => Ok(duration),
+        Ok(duration) if !duration.is_zero() && duration <= MAX_DURATION => Ok(duration),
         _ => Err(format!(
-            "{key} must be a positive duration such as {default}, got {value:?}"
+            "{key} must be a positive duration of at most 24h, such as {default}, got {value:?}"
         )),
     }
 }
@@ -482,33 +535,37 @@ fn databases(
     let mut problems = Vec::new();
     let mut urls: Vec<(String, &str, String)> = Vec::new();
     for (name, database) in &raw.databases {
-        let key = format!("databases.{name}.url");
         if !is_database_name(name) {
             problems.push(format!(
                 "databases.{name}: names must be lowercase letters, digits and _ (at most 63)"
             ));
         }
         match &database.url {
-            Some(url) => urls.push((name.clone(), url, key)),
-            None if name == DEFAULT_DATABASE && raw.database_url.is_some() => {}
+            Some(url) if name == DEFAULT_DATABASE => {
+                urls.push((name.clone(), url, "database_url".to_owned()));
+            }
+            Some(url) => urls.push((name.clone(), url, format!("databases.{name}.url"))),
+            None if name == DEFAULT_DATABASE => {}
             None => problems.push(format!(
-                "{key} is required (or PGQS_DATABASES__{}__URL)",
+                "databases.{name}.url is required (or PGQS_DATABASES__{}__URL)",
                 name.to_uppercase()
             )),
         }
     }
-    if !raw.databases.contains_key(DEFAULT_DATABASE) || raw.database_url.is_some() {
+    // The `default` database: databases.default.url (file, PGQS_DATABASE_URL or
+    // --database-url), else the file's database_url, else DBOS_SYSTEM_DATABASE_URL.
+    if !urls.iter().any(|(name, _, _)| name == DEFAULT_DATABASE) {
         let fallback = raw
             .database_url
-            .as_ref()
-            .map(|url| (url.as_str(), "database_url"))
+            .as_deref()
+            .map(|url| (url, "database_url"))
             .or_else(|| {
                 env.get(DBOS_URL_ENV)
+                    .map(String::as_str)
                     .filter(|url| !url.is_empty())
-                    .map(|url| (url.as_str(), DBOS_URL_ENV))
+                    .map(|url| (url, DBOS_URL_ENV))
             });
         if let Some((url, key)) = fallback {
-            urls.retain(|(name, _, _)| name != DEFAULT_DATABASE);
             urls.push((DEFAULT_DATABASE.to_owned(), url, key.to_owned()));
         }
     }
@@ -701,6 +758,121 @@ mod tests {
             error
                 .to_string()
                 .contains("tls_cert_file needs tls_key_file"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_default_database_layers_like_the_others() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            file,
+            "database_url: postgres://u:pw@file-host/a\n\
+             databases:\n  default:\n    allowed_namespaces: [team-a]"
+        )
+        .unwrap();
+        let flags = Flags {
+            config: Some(file.path().to_path_buf()),
+            ..Flags::default()
+        };
+        let from_file = Settings::load(
+            &flags,
+            &env(&[(DBOS_URL_ENV, "postgres://u:pw@dbos-host/b")]),
+        )
+        .unwrap();
+        assert_eq!(from_file.databases["default"].label(), "file-host:5432/a");
+        assert_eq!(from_file.access.allowed_namespaces["default"], ["team-a"]);
+
+        let from_env = Settings::load(
+            &flags,
+            &env(&[("PGQS_DATABASES__DEFAULT__URL", "postgres://u:pw@env-host/c")]),
+        )
+        .unwrap();
+        assert_eq!(
+            from_env.databases["default"].label(),
+            "env-host:5432/c",
+            "env beats the file"
+        );
+
+        let namespaces_only = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            namespaces_only.path(),
+            "databases:\n  default:\n    allowed_namespaces: [x]\n",
+        )
+        .unwrap();
+        let flags = Flags {
+            config: Some(namespaces_only.path().to_path_buf()),
+            ..Flags::default()
+        };
+        let fallback = Settings::load(
+            &flags,
+            &env(&[(DBOS_URL_ENV, "postgres://u:pw@dbos-host/b")]),
+        )
+        .unwrap();
+        assert_eq!(fallback.databases["default"].label(), "dbos-host:5432/b");
+
+        let flags = Flags {
+            database_url: Some("postgres://u:pw@flag-host/d".into()),
+            ..Flags::default()
+        };
+        let from_flag = Settings::load(
+            &flags,
+            &env(&[("PGQS_DATABASE_URL", "postgres://u:pw@env-host/c")]),
+        )
+        .unwrap();
+        assert_eq!(
+            from_flag.databases["default"].label(),
+            "flag-host:5432/d",
+            "flags beat env"
+        );
+
+        let both = Settings::load(
+            &Flags::default(),
+            &env(&[
+                ("PGQS_DATABASE_URL", "postgres://a/b"),
+                ("PGQS_DATABASES__DEFAULT__URL", "postgres://c/d"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(both.to_string().contains("not both"), "{both}");
+    }
+
+    #[test]
+    fn a_misplaced_url_is_refused_without_showing_it() {
+        let error = Settings::load(
+            &Flags::default(),
+            &env(&[("PGQS_DATABASES__ORDERS", "postgres://u:hunter2@h/db")]),
+        )
+        .unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("databases.orders"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn absurd_durations_are_refused_not_overflowed() {
+        let error = Settings::load(
+            &Flags::default(),
+            &env(&[
+                ("PGQS_REFRESH_INTERVAL", "18446744073709551615s"),
+                ("PGQS_STATEMENT_TIMEOUT", "30days"),
+                ("PGQS_IDLE_AFTER", "1s"),
+                ("PGQS_STALE_AFTER", "3s"),
+            ]),
+        )
+        .unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("refresh_interval must be a positive duration of at most 24h"),
+            "{text}"
+        );
+        assert!(text.contains("statement_timeout"), "{text}");
+        let error =
+            Settings::load(&Flags::default(), &env(&[("PGQS_IDLE_AFTER", "1s")])).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("idle_after (1s) must be at least twice"),
             "{error}"
         );
     }

@@ -45,6 +45,19 @@ pub enum Error {
     /// The replica count needs a worker concurrency that neither metadata nor the database has.
     #[error("{0}")]
     MissingWorkerConcurrency(String),
+    /// A queue that the database cannot vouch for: no work, and no registration in a
+    /// system that registers every queue.
+    #[error(
+        "queue {queue:?} is not registered in schema {schema:?} of database {database:?} and has no work: check the queue name and the database (a connectionFromEnv variable that is empty in the workload is dropped by KEDA, and the trigger then reads database \"default\")"
+    )]
+    UnknownQueue {
+        /// The queue name from the trigger.
+        queue: String,
+        /// The schema read.
+        schema: String,
+        /// The database's label.
+        database: String,
+    },
     /// The access policy refuses this request.
     #[error("{0}")]
     PermissionDenied(String),
@@ -55,6 +68,12 @@ pub enum Error {
     /// The RPC is part of the contract but not offered by this scaler.
     #[error("{0}")]
     Unimplemented(&'static str),
+}
+
+impl From<crate::decide::DecideError> for Error {
+    fn from(error: crate::decide::DecideError) -> Self {
+        Self::MissingWorkerConcurrency(error.to_string())
+    }
 }
 
 impl Error {
@@ -77,6 +96,7 @@ impl Error {
             Self::UnknownDatabase(_) => "unknown_database",
             Self::UnknownMetric { .. } => "unknown_metric",
             Self::MissingWorkerConcurrency(_) => "missing_worker_concurrency",
+            Self::UnknownQueue { .. } => "unknown_queue",
             Self::PermissionDenied(_) => "permission_denied",
             Self::Unavailable(_) => "unavailable",
             Self::Unimplemented(_) => "unimplemented",

@@ -1,7 +1,8 @@
 //! A trigger judged against a snapshot: per-queue loads, the trigger's depth, its activity
 //! and its replica count. Pure glue between [`crate::snapshot`] and [`crate::decide`].
 
-use crate::decide::{self, DecideError, QueueLoad};
+use crate::decide::{self, QueueLoad};
+use crate::error::Error;
 use crate::snapshot::Snapshot;
 use crate::trigger::{MetricKind, Trigger};
 
@@ -15,22 +16,35 @@ pub struct Evaluation {
     /// Whether the depth exceeds the activation threshold.
     pub active: bool,
     /// The replicas asked for, or why they cannot be computed.
-    pub replicas: Result<u64, DecideError>,
+    pub replicas: Result<u64, decide::DecideError>,
 }
 
 impl Evaluation {
     /// The value `GetMetrics` reports for the trigger's metric kind.
-    pub fn metric_value(&self, metric: MetricKind) -> Result<u64, DecideError> {
+    pub fn metric_value(&self, metric: MetricKind) -> Result<u64, Error> {
         match metric {
-            MetricKind::Replicas => self.replicas.clone(),
-            MetricKind::Depth => Ok(self.depth),
+            MetricKind::Replicas => self.replicas.clone().map_err(Error::from),
+            MetricKind::Depth { .. } => Ok(self.depth),
         }
     }
 }
 
-/// Judges `trigger` against `snapshot`.
-pub fn evaluate(trigger: &Trigger, snapshot: &Snapshot) -> Evaluation {
+/// Judges `trigger` against `snapshot`. A queue the snapshot cannot vouch for (no work, and
+/// missing from a system that registers every queue) is an error, not an empty queue: it
+/// is a misspelt name or the wrong database, and a 0 would scale its workers away.
+pub fn evaluate(trigger: &Trigger, snapshot: &Snapshot) -> Result<Evaluation, Error> {
     let reading = &snapshot.reading;
+    if let Some(unknown) = trigger
+        .queues
+        .iter()
+        .find(|queue| !reading.knows_queue(queue))
+    {
+        return Err(Error::UnknownQueue {
+            queue: unknown.clone(),
+            schema: trigger.schema.clone(),
+            database: trigger.database_label(),
+        });
+    }
     let loads: Vec<QueueLoad> = trigger
         .queues
         .iter()
@@ -43,10 +57,10 @@ pub fn evaluate(trigger: &Trigger, snapshot: &Snapshot) -> Evaluation {
         })
         .collect();
     let depth = decide::aggregate_depth(&loads, trigger.aggregate);
-    Evaluation {
+    Ok(Evaluation {
         active: decide::is_active(depth, trigger.activation_threshold),
         replicas: decide::aggregate_replicas(&loads, trigger.aggregate, trigger.worker_concurrency),
         depth,
         loads,
-    }
+    })
 }

@@ -38,7 +38,7 @@ fn identity(trigger: &Trigger) -> String {
     };
     let metric = match trigger.metric {
         MetricKind::Replicas => "replicas",
-        MetricKind::Depth => "depth",
+        MetricKind::Depth { .. } => "depth",
     };
     [
         trigger.system.as_str(),

@@ -201,6 +201,12 @@ impl Metrics {
         }
     }
 
+    /// Drops the per-source series of a source that is no longer read.
+    pub fn forget_source(&self, source: &SourceLabels) {
+        self.refresh_duration.remove(source);
+        self.refresh_errors.remove(source);
+    }
+
     /// The text exposition, with gauges rebuilt from `sources` first.
     pub fn render(&self, sources: &[SourceOverview]) -> String {
         let _one_scrape_at_a_time = self

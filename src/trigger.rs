@@ -62,13 +62,16 @@ pub enum Aggregate {
     Sum,
 }
 
-/// What `GetMetrics` reports.
+/// What `GetMetrics` reports, and the target it is compared with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MetricKind {
     /// Desired replicas, with an HPA target of 1.
     Replicas,
     /// Raw depth, with the worker concurrency as HPA target.
-    Depth,
+    Depth {
+        /// The HPA target: `workerConcurrency` from the metadata.
+        target: u32,
+    },
 }
 
 /// Where a trigger's queue tables live.
@@ -95,7 +98,7 @@ pub struct Trigger {
     pub schema: String,
     /// Work items per replica from metadata, overriding the database's value.
     pub worker_concurrency: Option<u32>,
-    /// What `GetMetrics` reports.
+    /// What `GetMetrics` reports, and the target it is compared with.
     pub metric: MetricKind,
     /// The trigger is active when the depth exceeds this.
     pub activation_threshold: u64,
@@ -145,10 +148,15 @@ impl Trigger {
                 )),
             })
             .transpose()?;
-        let metric = match get(keys::METRIC).map(str::trim) {
-            None | Some("replicas") => MetricKind::Replicas,
-            Some("depth") => MetricKind::Depth,
-            Some(other) => {
+        let metric = match (get(keys::METRIC).map(str::trim), worker_concurrency) {
+            (None | Some("replicas"), _) => MetricKind::Replicas,
+            (Some("depth"), Some(target)) => MetricKind::Depth { target },
+            (Some("depth"), None) => {
+                return Err(Error::MissingMetadata(
+                    "workerConcurrency is required when metric is \"depth\" (it is the HPA target)",
+                ));
+            }
+            (Some(other), _) => {
                 return Err(invalid(
                     keys::METRIC,
                     "must be \"replicas\" or \"depth\"",
@@ -156,11 +164,6 @@ impl Trigger {
                 ));
             }
         };
-        if metric == MetricKind::Depth && worker_concurrency.is_none() {
-            return Err(Error::MissingMetadata(
-                "workerConcurrency is required when metric is \"depth\" (it is the HPA target)",
-            ));
-        }
         let activation_threshold = get(keys::ACTIVATION_THRESHOLD)
             .map(|value| {
                 value.trim().parse::<u64>().map_err(|_| {
@@ -337,7 +340,7 @@ mod tests {
         assert_eq!(trigger.connection, ConnectionRef::Named("orders".into()));
         assert_eq!(trigger.schema, "jobs_v2");
         assert_eq!(trigger.worker_concurrency, Some(4));
-        assert_eq!(trigger.metric, MetricKind::Depth);
+        assert_eq!(trigger.metric, MetricKind::Depth { target: 4 });
         assert_eq!(trigger.activation_threshold, 3);
         assert_eq!(trigger.application_name.as_deref(), Some("billing"));
     }

@@ -35,6 +35,7 @@ async fn every_dbos_release_reads_the_same_depth() {
         let url = server.dbos_database(fixture).await;
         let mut rows = Workflows::new(&url, fixture).await;
         rows.register_queue("taskQueue", Some(4)).await;
+        rows.register_queue("emptyQueue", Some(2)).await;
         rows.enqueue("taskQueue", 5, None).await;
         rows.running("taskQueue", 3, None).await;
         rows.delayed("taskQueue", 2, -1_000).await; // due
@@ -320,6 +321,7 @@ async fn stream_pushes_activation_and_ends_cleanly_on_shutdown() {
     let server = Server::from_env_or_private();
     let url = server.dbos_database(Fixture::Py340).await;
     let mut rows = Workflows::new(&url, Fixture::Py340).await;
+    rows.register_queue("wake", Some(2)).await;
     let scaler = start(&url, &[]).await;
     let mut client = scaler.client().await;
     let trigger = scaled_object("w", &[("queue", "wake"), ("workerConcurrency", "2")]);
@@ -450,4 +452,49 @@ async fn connection_from_env_urls_are_served() {
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(!status.message().contains("hunter2"));
     scaler.stop().await.unwrap();
+}
+
+/// On DBOS 3 schemas every queue is registered, so a queue with no registration and no work
+/// is a misspelt name or the wrong database: FailedPrecondition saying so, never a 0 that
+/// would scale the workers away. On DBOS 2 schemas (queues may live only in code) the same
+/// queue is simply empty; and a DBOS 3 queue with work counts even before registration.
+#[tokio::test]
+async fn an_unknown_queue_is_an_error_where_dbos_registers_every_queue() {
+    let server = Server::from_env_or_private();
+    for fixture in [Fixture::Py340, Fixture::Ts530, Fixture::Py2311] {
+        let url = server.dbos_database(fixture).await;
+        let mut rows = Workflows::new(&url, fixture).await;
+        rows.enqueue("unregistered-but-busy", 3, None).await;
+        let scaler = start(&url, &[]).await;
+        let mut client = scaler.client().await;
+        let typo = scaled_object("w", &[("queue", "taskQeue"), ("workerConcurrency", "1")]);
+        let busy = scaled_object(
+            "w",
+            &[
+                ("queue", "unregistered-but-busy"),
+                ("workerConcurrency", "1"),
+            ],
+        );
+        assert_eq!(
+            metric_value(&mut client, &busy).await.unwrap(),
+            3,
+            "{fixture:?}"
+        );
+        if fixture == Fixture::Py2311 {
+            assert_eq!(metric_value(&mut client, &typo).await.unwrap(), 0);
+        } else {
+            for status in [
+                metric_value(&mut client, &typo).await.unwrap_err(),
+                client.is_active(typo.clone()).await.unwrap_err(),
+            ] {
+                assert_eq!(status.code(), Code::FailedPrecondition, "{fixture:?}");
+                assert!(
+                    status.message().contains("\"taskQeue\" is not registered"),
+                    "{}",
+                    status.message()
+                );
+            }
+        }
+        scaler.stop().await.unwrap();
+    }
 }

@@ -163,6 +163,7 @@ async fn the_scaler_reads_queue_depth_as_the_role() {
         let role_url = create_scaler_role(&url, &role).await;
 
         let mut rows = Workflows::new(&url, fixture).await;
+        rows.register_queue("idle", None).await;
         rows.register_queue("taskQueue", Some(4)).await;
         rows.enqueue("taskQueue", 5, None).await;
         rows.running("taskQueue", 3, None).await;

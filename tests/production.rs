@@ -207,6 +207,10 @@ async fn refresh_errors_are_counted() {
 async fn access_rules_are_enforced() {
     let server = Server::from_env_or_private();
     let url = server.dbos_database(Fixture::Py340).await;
+    Workflows::new(&url, Fixture::Py340)
+        .await
+        .register_queue("q", None)
+        .await;
     let config = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
         config.path(),
@@ -248,7 +252,7 @@ async fn access_rules_are_enforced() {
     let status = client.is_active(from_env).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
     assert!(
-        status.message().contains("\"127.0.0.1\""),
+        status.message().contains("127.0.0.1:"),
         "{}",
         status.message()
     );

@@ -43,6 +43,10 @@ async fn passwords_stay_out_of_logs_and_client_errors() {
 
     let server = Server::from_env_or_private();
     let url = server.dbos_database(Fixture::Py340).await;
+    common::Workflows::new(&url, Fixture::Py340)
+        .await
+        .register_queue("q", None)
+        .await;
     let with_password = |url: &str| {
         url.replacen(
             "postgres://postgres@",

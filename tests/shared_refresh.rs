@@ -17,6 +17,8 @@ async fn two_hundred_triggers_share_one_statement_per_tick() {
     let url = server.dbos_database(Fixture::Py340).await;
     let mut rows = Workflows::new(&url, Fixture::Py340).await;
     for queue in 0..TRIGGERS {
+        rows.register_queue(&format!("queue-{queue}"), Some(2))
+            .await;
         rows.enqueue(&format!("queue-{queue}"), (queue % 5) as u32, None)
             .await;
     }
@@ -98,6 +100,7 @@ async fn idle_sources_stop_reading_and_close_their_connections() {
     let server = Server::from_env_or_private();
     let url = server.dbos_database(Fixture::Py340).await;
     let rows = Workflows::new(&url, Fixture::Py340).await;
+    rows.register_queue("q", None).await;
     let scaler = TestScaler::start(&[
         ("PGQS_REFRESH_INTERVAL", "200ms"),
         ("PGQS_IDLE_AFTER", "1s"),

@@ -111,6 +111,26 @@ impl ConnectionUrl {
         self.0.config.get_hosts().first().map(host_name)
     }
 
+    /// Every `(host, port)` the connection may try, in order (libpq's multi-host lists).
+    pub fn endpoints(&self) -> Vec<(String, u16)> {
+        let ports = self.0.config.get_ports();
+        self.0
+            .config
+            .get_hosts()
+            .iter()
+            .enumerate()
+            .map(|(i, host)| {
+                let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+                (host_name(host), port)
+            })
+            .collect()
+    }
+
+    /// Whether `hostaddr` overrides where the host names actually connect.
+    pub fn has_hostaddr(&self) -> bool {
+        !self.0.config.get_hostaddrs().is_empty()
+    }
+
     /// `host:port/dbname`: safe for logs and client messages (no user, no password).
     pub fn label(&self) -> String {
         let host = self.host().unwrap_or_default();

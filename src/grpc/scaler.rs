@@ -105,7 +105,7 @@ impl ExternalScaler for ScalerService {
             let trigger = self.trigger(&reference)?;
             let snapshot = self.snapshots.latest(&trigger).await?;
             Ok(IsActiveResponse {
-                result: evaluate(&trigger, &snapshot).active,
+                result: evaluate(&trigger, &snapshot)?.active,
             })
         })
         .await
@@ -147,7 +147,7 @@ impl ExternalScaler for ScalerService {
             self.snapshots.check_database(&trigger)?;
             let target = match trigger.metric {
                 MetricKind::Replicas => 1,
-                MetricKind::Depth => trigger.worker_concurrency.unwrap_or(1),
+                MetricKind::Depth { target } => target,
             };
             Ok(GetMetricSpecResponse {
                 metric_specs: vec![MetricSpec {
@@ -175,9 +175,7 @@ impl ExternalScaler for ScalerService {
                 });
             }
             let snapshot = self.snapshots.latest(&trigger).await?;
-            let value = evaluate(&trigger, &snapshot)
-                .metric_value(trigger.metric)
-                .map_err(|error| Error::MissingWorkerConcurrency(error.to_string()))?;
+            let value = evaluate(&trigger, &snapshot)?.metric_value(trigger.metric)?;
             Ok(GetMetricsResponse {
                 metric_values: vec![MetricValue {
                     metric_name: request.metric_name.clone(),
@@ -217,8 +215,12 @@ async fn push_activity(
 ) {
     let mut last_sent: Option<bool> = None;
     loop {
-        if let Ok(snapshot) = source.current() {
-            let active = evaluate(&trigger, &snapshot).active;
+        // Unreadable or unknown: nothing is pushed, polled IsActive reports why.
+        if let Ok(evaluation) = source
+            .current()
+            .and_then(|snapshot| evaluate(&trigger, &snapshot))
+        {
+            let active = evaluation.active;
             if last_sent != Some(active) {
                 if sender
                     .send(Ok(IsActiveResponse { result: active }))

@@ -13,7 +13,7 @@ pub fn code_of(error: &Error) -> Code {
         | Error::ConflictingMetadata(..)
         | Error::UnknownDatabase(_) => Code::InvalidArgument,
         Error::UnknownMetric { .. } => Code::NotFound,
-        Error::MissingWorkerConcurrency(_) => Code::FailedPrecondition,
+        Error::MissingWorkerConcurrency(_) | Error::UnknownQueue { .. } => Code::FailedPrecondition,
         Error::PermissionDenied(_) => Code::PermissionDenied,
         Error::Unavailable(_) => Code::Unavailable,
         Error::Unimplemented(_) => Code::Unimplemented,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::database::{self, ConnectionUrl, PoolSettings};
+use crate::database::{ConnectionUrl, PoolSettings};
 use crate::error::Error;
 use crate::metrics::{Metrics, SourceLabels};
 use crate::systems::Reading;
@@ -96,8 +96,10 @@ struct Inner {
 struct Source {
     label: String,
     metric_labels: SourceLabels,
-    /// The pool, or why it could not be built (a TLS file problem, say).
-    pool: Result<deadpool_postgres::Pool, String>,
+    url: ConnectionUrl,
+    /// Built by the refresh loop, and built again on the next tick if that failed (a
+    /// certificate file not mounted yet, say).
+    pool: Mutex<Option<deadpool_postgres::Pool>>,
     state: watch::Receiver<SourceState>,
     last_used: Mutex<Instant>,
     open_streams: AtomicUsize,
@@ -141,8 +143,7 @@ impl Snapshots {
 
     /// Keeps `trigger`'s source polled and yields its updates until dropped.
     pub fn watch(&self, trigger: &Trigger) -> Result<SourceWatch, Error> {
-        let source = self.source(trigger)?;
-        source.open_streams.fetch_add(1, Ordering::SeqCst);
+        let source = self.source_held(trigger, true)?;
         Ok(SourceWatch {
             state: source.state.clone(),
             stale_after: self.inner.refresh.stale_after,
@@ -175,10 +176,8 @@ impl Snapshots {
             .map(|source| SourceOverview {
                 labels: source.metric_labels.clone(),
                 last_good: source.state.borrow().last_good.clone(),
-                pool: source
-                    .pool
+                pool: lock(&source.pool)
                     .as_ref()
-                    .ok()
                     .map(deadpool_postgres::Pool::status),
                 open_streams: source.open_streams.load(Ordering::SeqCst),
             })
@@ -186,11 +185,25 @@ impl Snapshots {
     }
 
     fn source(&self, trigger: &Trigger) -> Result<Arc<Source>, Error> {
+        self.source_held(trigger, false)
+    }
+
+    /// Finds or starts `trigger`'s source and marks it used; with `stream`, also counts a
+    /// stream holding it. Both happen under the registry lock, which the loop's retirement
+    /// check takes too. A source whose loop has ended (it can only have panicked: loops
+    /// that retire remove themselves first) is replaced.
+    fn source_held(&self, trigger: &Trigger, stream: bool) -> Result<Arc<Source>, Error> {
         let key = SourceKey::of(trigger);
         let mut sources = self.inner.sources();
         if let Some(source) = sources.get(&key) {
-            *lock(&source.last_used) = Instant::now();
-            return Ok(source.clone());
+            if source.state.has_changed().is_ok() {
+                *lock(&source.last_used) = Instant::now();
+                if stream {
+                    source.open_streams.fetch_add(1, Ordering::SeqCst);
+                }
+                return Ok(source.clone());
+            }
+            tracing::warn!(database = %source.label, "the refresh loop had ended; starting a new one");
         }
         let url = self.resolve(&key.connection)?;
         let (sender, receiver) = watch::channel(SourceState::default());
@@ -201,11 +214,12 @@ impl Snapshots {
                 database: label.clone(),
                 schema: key.schema.clone(),
             },
-            pool: database::build_pool(&url, &self.inner.pool).map_err(|error| error.to_string()),
+            url,
+            pool: Mutex::new(None),
             label,
             state: receiver,
             last_used: Mutex::new(Instant::now()),
-            open_streams: AtomicUsize::new(0),
+            open_streams: AtomicUsize::new(usize::from(stream)),
         });
         sources.insert(key.clone(), source.clone());
         tokio::spawn(refresh::run(self.clone(), key, source.clone(), sender));
@@ -276,8 +290,10 @@ impl SourceWatch {
 
 impl Drop for SourceWatch {
     fn drop(&mut self) {
-        self.source.open_streams.fetch_sub(1, Ordering::SeqCst);
+        // Used now, then released: the other order would let the loop retire the source
+        // in between as if it had been idle all along.
         *lock(&self.source.last_used) = Instant::now();
+        self.source.open_streams.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

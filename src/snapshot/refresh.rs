@@ -7,7 +7,8 @@ use std::time::Instant;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
-use super::{Snapshot, Snapshots, Source, SourceKey, SourceState};
+use super::{Snapshot, Snapshots, Source, SourceKey, SourceState, lock};
+use crate::database;
 use crate::systems::Reading;
 use crate::systems::dbos::{self, DbosError, Layout};
 use crate::trigger::System;
@@ -36,9 +37,9 @@ pub(super) async fn run(
             break;
         }
         let started = Instant::now();
-        let outcome = match &source.pool {
+        let outcome = match current_pool(&snapshots, &source) {
             Ok(pool) => {
-                let read = read_once(pool, key.system, &key.schema, &mut layout);
+                let read = read_once(&pool, key.system, &key.schema, &mut layout);
                 match tokio::time::timeout(settings.read_timeout, read).await {
                     Ok(Ok(reading)) => Ok(reading),
                     Ok(Err(message)) => Err(message),
@@ -48,7 +49,7 @@ pub(super) async fn run(
                     )),
                 }
             }
-            Err(error) => Err(error.clone()),
+            Err(error) => Err(error),
         };
         metrics.record_refresh(&source.metric_labels, started.elapsed(), outcome.is_ok());
         if outcome.is_err() {
@@ -57,9 +58,22 @@ pub(super) async fn run(
         }
         publish_outcome(&publish, &source.label, outcome);
     }
-    if let Ok(pool) = &source.pool {
+    if let Some(pool) = lock(&source.pool).take() {
         pool.close();
     }
+    metrics.forget_source(&source.metric_labels);
+}
+
+/// The source's pool, built now if it does not exist yet.
+fn current_pool(snapshots: &Snapshots, source: &Source) -> Result<deadpool_postgres::Pool, String> {
+    let mut pool = lock(&source.pool);
+    if let Some(pool) = pool.as_ref() {
+        return Ok(pool.clone());
+    }
+    let built =
+        database::build_pool(&source.url, &snapshots.inner.pool).map_err(|e| e.to_string())?;
+    *pool = Some(built.clone());
+    Ok(built)
 }
 
 fn publish_outcome(
@@ -124,7 +138,9 @@ async fn read_once(
 
 fn describe_dbos_error(error: &DbosError) -> String {
     match error {
-        DbosError::NotDbos(_) | DbosError::NotGranted { .. } => error.to_string(),
+        DbosError::NotDbos(_) | DbosError::NotGranted { .. } | DbosError::Unexpected(_) => {
+            error.to_string()
+        }
         DbosError::Postgres(error) => describe_postgres_error(error),
     }
 }

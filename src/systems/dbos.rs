@@ -32,6 +32,9 @@ pub enum DbosError {
         /// The column.
         column: &'static str,
     },
+    /// Postgres answered something the scaler does not understand.
+    #[error("unexpected answer from the database: {0}")]
+    Unexpected(&'static str),
     /// Postgres refused or failed a statement.
     #[error(transparent)]
     Postgres(#[from] tokio_postgres::Error),
@@ -53,6 +56,11 @@ pub struct Layout {
     /// The statement run on every refresh.
     pub statement: String,
 }
+
+/// The DBOS migration level from which every queue is registered in `queues` (DBOS 3.x
+/// for Python and 5.x for TypeScript, migration 109 on): an unregistered queue there is a
+/// wrong name or a wrong database, not an empty queue.
+pub const QUEUES_ALWAYS_REGISTERED_FROM: i64 = 109;
 
 /// The columns the counting statement may read, by table.
 const READ_COLUMNS: [(&str, &str); 7] = [
@@ -137,32 +145,41 @@ pub async fn read(
     let rows = client.query(&statement, &[]).await?;
     let mut reading = Reading {
         tracks_applications: layout.has_application_name,
+        registration_required: layout
+            .migration
+            .is_some_and(|level| level >= QUEUES_ALWAYS_REGISTERED_FROM),
         ..Reading::default()
     };
     for row in rows {
-        let kind: &str = row.get("kind");
-        let queue: String = row.get("queue_name");
+        let kind: &str = row.try_get("kind")?;
+        let queue: String = row.try_get("queue_name")?;
         if kind == "config" {
-            let concurrency: Option<i32> = row.get("worker_concurrency");
+            let concurrency: Option<i32> = row.try_get("worker_concurrency")?;
             if let Some(concurrency) = concurrency
                 .and_then(|c| u32::try_from(c).ok())
                 .filter(|c| *c > 0)
             {
-                reading.worker_concurrency.insert(queue, concurrency);
+                reading
+                    .worker_concurrency
+                    .insert(queue.clone(), concurrency);
             }
+            reading.registered_queues.insert(queue);
             continue;
         }
-        let count = |column: &str| u64::try_from(row.get::<_, i64>(column)).unwrap_or(0);
+        let count = |column: &str| -> Result<u64, DbosError> {
+            u64::try_from(row.try_get::<_, i64>(column)?)
+                .map_err(|_| DbosError::Unexpected("a negative count"))
+        };
         let counts = QueueCounts {
-            enqueued: count("enqueued"),
-            pending: count("pending"),
-            delayed_due: count("delayed_due"),
+            enqueued: count("enqueued")?,
+            pending: count("pending")?,
+            delayed_due: count("delayed_due")?,
         };
         reading
             .counts
             .entry(queue)
             .or_default()
-            .push((row.get("application_name"), counts));
+            .push((row.try_get("application_name")?, counts));
     }
     Ok(reading)
 }

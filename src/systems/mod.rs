@@ -3,7 +3,7 @@
 
 pub mod dbos;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Work items of one queue (for one application), by state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,9 +41,22 @@ pub struct Reading {
     pub worker_concurrency: HashMap<String, u32>,
     /// Whether rows carry an owning application, so that an application filter applies.
     pub tracks_applications: bool,
+    /// Queues the system has a configuration row for.
+    pub registered_queues: HashSet<String>,
+    /// Whether every queue of this system version has a configuration row, so that a queue
+    /// without one (and without work) is a mistake rather than an empty queue.
+    pub registration_required: bool,
 }
 
 impl Reading {
+    /// Whether `queue` can be told apart from a misspelt or misplaced one: it has work, or
+    /// the system registers every queue and has it.
+    pub fn knows_queue(&self, queue: &str) -> bool {
+        !self.registration_required
+            || self.registered_queues.contains(queue)
+            || self.counts.contains_key(queue)
+    }
+
     /// The counts of `queue` visible to `application`: its own and unclaimed work when the
     /// schema tracks applications, everything otherwise. A queue with no rows counts 0: it
     /// was read and is empty.
