@@ -33,6 +33,7 @@ pub mod metric_name;
 pub mod metrics;
 mod server;
 pub mod snapshot;
+mod sync;
 pub mod systems;
 pub mod telemetry;
 pub mod trigger;

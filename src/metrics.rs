@@ -209,10 +209,7 @@ impl Metrics {
 
     /// The text exposition, with gauges rebuilt from `sources` first.
     pub fn render(&self, sources: &[SourceOverview]) -> String {
-        let _one_scrape_at_a_time = self
-            .scrape
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one_scrape_at_a_time = crate::sync::lock(&self.scrape);
         self.rebuild_gauges(sources);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)

@@ -109,7 +109,8 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(scaler);
-    let grpc_stopped = wait_until(stopping.clone());
+    let mut grpc_stopping = stopping.clone();
+    let grpc_stopped = async move { crate::sync::until_set(&mut grpc_stopping).await };
     let grpc: Serving = match tls {
         Some(tls) => Box::pin(router.serve_with_incoming_shutdown(
             tls.incoming(listeners.grpc, stopping.clone()),
@@ -125,7 +126,8 @@ pub async fn run(
         snapshots,
         ready,
     };
-    let http_stopped = wait_until(stopping.clone());
+    let mut http_stopping = stopping.clone();
+    let http_stopped = async move { crate::sync::until_set(&mut http_stopping).await };
     let http = async move {
         axum::serve(listeners.http, http::router(http_state))
             .with_graceful_shutdown(http_stopped)
@@ -167,9 +169,4 @@ pub async fn run(
             Ok(())
         }
     }
-}
-
-/// Completes once `flag` turns true.
-async fn wait_until(mut flag: watch::Receiver<bool>) {
-    let _ = flag.wait_for(|set| *set).await;
 }

@@ -213,25 +213,30 @@ fn invalid(key: &'static str, expected: &'static str, got: &str) -> Error {
 }
 
 fn parse_queues(queue: Option<&str>, queues: Option<&str>) -> Result<Vec<String>, Error> {
-    let (key, raw) = match (queue, queues) {
+    // `queue` is one name as given (trimmed); `queues` is a comma-separated list.
+    let (key, raw, given, expected): (_, _, Vec<&str>, _) = match (queue, queues) {
         (Some(_), Some(_)) => return Err(Error::ConflictingMetadata(keys::QUEUE, keys::QUEUES)),
         (None, None) => {
             return Err(Error::MissingMetadata(
                 "queue is required (or queues, a comma-separated list)",
             ));
         }
-        (Some(one), None) => (keys::QUEUE, one),
-        (None, Some(many)) => (keys::QUEUES, many),
+        (Some(one), None) => (
+            keys::QUEUE,
+            one,
+            vec![one],
+            "must be a non-empty queue name",
+        ),
+        (None, Some(many)) => (
+            keys::QUEUES,
+            many,
+            many.split(',').collect(),
+            "must be a comma-separated list of non-empty queue names",
+        ),
     };
     let mut names: Vec<String> = Vec::new();
-    for name in raw.split(if key == keys::QUEUES { ',' } else { '\n' }) {
-        let name = name.trim();
+    for name in given.into_iter().map(str::trim) {
         if name.is_empty() {
-            let expected = if key == keys::QUEUES {
-                "must be a comma-separated list of non-empty queue names"
-            } else {
-                "must be a non-empty queue name"
-            };
             return Err(invalid(key, expected, raw));
         }
         if !names.iter().any(|known| known == name) {
@@ -343,6 +348,18 @@ mod tests {
         assert_eq!(trigger.metric, MetricKind::Depth { target: 4 });
         assert_eq!(trigger.activation_threshold, 3);
         assert_eq!(trigger.application_name.as_deref(), Some("billing"));
+    }
+
+    #[test]
+    fn a_single_queue_is_one_name_even_with_a_trailing_newline() {
+        let trigger = Trigger::parse(&metadata(&[("queue", "jobs\n")])).unwrap();
+        assert_eq!(trigger.queues, vec!["jobs"]);
+        let trigger = Trigger::parse(&metadata(&[("queue", "a,b")])).unwrap();
+        assert_eq!(
+            trigger.queues,
+            vec!["a,b"],
+            "commas only separate in `queues`"
+        );
     }
 
     #[test]

@@ -48,8 +48,9 @@ pub fn build_pool(url: &ConnectionUrl, settings: &PoolSettings) -> Result<Pool, 
             recycling_method: RecyclingMethod::Fast,
         },
     );
-    // Settings go through SQL, not startup options, so that poolers such as PgBouncer,
-    // which reject unknown startup parameters, keep working.
+    // Settings go through SQL once per connection, not startup options, which PgBouncer
+    // rejects. Behind PgBouncer this needs session pooling: in transaction pooling neither
+    // these settings nor the cached prepared statement would stay with the connection.
     let session_setup = format!(
         "SET default_transaction_read_only = on; SET statement_timeout = {}; \
          SET idle_in_transaction_session_timeout = 60000",

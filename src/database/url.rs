@@ -73,7 +73,7 @@ impl ConnectionUrl {
             if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
                 split_url_tls_params(raw)
             } else {
-                split_key_value_tls_params(raw)
+                split_key_value_tls_params(raw)?
             };
         let tls_mode = match tls_params.sslmode {
             Some(mode) => mode.parse()?,
@@ -209,16 +209,53 @@ fn split_url_tls_params(raw: &str) -> (String, TlsParams) {
     }
 }
 
-fn split_key_value_tls_params(raw: &str) -> (String, TlsParams) {
+/// Splits a libpq key/value string (`host=h port=5432 password='a b'`) into its pairs,
+/// following libpq's quoting: values may be single-quoted, and `\\` escapes the next
+/// character; whitespace around `=` is allowed.
+fn key_value_pairs(raw: &str) -> Result<Vec<(String, String)>, UrlError> {
+    let mut pairs = Vec::new();
+    let mut chars = raw.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return Ok(pairs);
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
+            key.push(c);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if key.is_empty() || chars.next() != Some('=') {
+            return Err(UrlError::Malformed);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let quoted = chars.next_if_eq(&'\'').is_some();
+        let mut value = String::new();
+        loop {
+            match chars.next() {
+                Some('\\') => value.push(chars.next().ok_or(UrlError::Malformed)?),
+                Some('\'') if quoted => break,
+                Some(c) if !quoted && c.is_whitespace() => break,
+                Some(c) => value.push(c),
+                None if quoted => return Err(UrlError::Malformed),
+                None => break,
+            }
+        }
+        pairs.push((key, value));
+    }
+}
+
+fn split_key_value_tls_params(raw: &str) -> Result<(String, TlsParams), UrlError> {
     let mut params = TlsParams::default();
-    let kept: Vec<&str> = raw
-        .split_whitespace()
-        .filter(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            !params.take(key.trim(), value.trim_matches('\'').to_owned())
+    let kept: Vec<String> = key_value_pairs(raw)?
+        .into_iter()
+        .filter(|(key, value)| !params.take(key, value.clone()))
+        .map(|(key, value)| {
+            let escaped = value.replace('\\', "\\\\").replace('\'', "\\'");
+            format!("{key}='{escaped}'")
         })
         .collect();
-    (kept.join(" "), params)
+    Ok((kept.join(" "), params))
 }
 
 /// Decodes `%XX` escapes; invalid escapes are kept as they are.
@@ -270,6 +307,22 @@ mod tests {
             .unwrap();
         assert_eq!(url.tls_mode(), TlsMode::Require);
         assert_eq!(url.label(), "localhost:5433/x");
+    }
+
+    #[test]
+    fn key_value_quoting_follows_libpq() {
+        let url = ConnectionUrl::parse(
+            r"host = db  dbname=x user=u password='a  b\'c' sslmode = verify-ca sslrootcert='/etc/my ca.pem'",
+        )
+        .unwrap();
+        assert_eq!(url.tls_mode(), TlsMode::VerifyCa);
+        assert_eq!(url.root_cert(), Some(&PathBuf::from("/etc/my ca.pem")));
+        assert_eq!(url.config().get_password(), Some(&b"a  b'c"[..]));
+        assert_eq!(url.label(), "db:5432/x");
+        assert_eq!(
+            ConnectionUrl::parse("host=h password='unterminated").unwrap_err(),
+            UrlError::Malformed
+        );
     }
 
     #[test]

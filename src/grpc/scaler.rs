@@ -235,7 +235,7 @@ async fn push_activity(
         }
         tokio::select! {
             alive = source.changed() => if !alive { break },
-            _ = shutdown.wait_for(|stopping| *stopping) => break,
+            () = crate::sync::until_set(&mut shutdown) => break,
             _ = sender.closed() => break,
         }
     }

@@ -25,9 +25,13 @@ use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::config::TlsSettings;
+use crate::sync::{self, until_set};
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Pause after a failed `accept` before trying again.
+const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +58,7 @@ pub enum TlsError {
 }
 
 /// The file contents a configuration was built from; a change means reload.
-#[derive(PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 struct Files {
     cert: Vec<u8>,
     key: Vec<u8>,
@@ -85,6 +89,8 @@ pub struct ReloadingTls {
     client_ca: Option<Arc<CurrentClientVerifier>>,
     settings: TlsSettings,
     provider: Arc<CryptoProvider>,
+    /// The contents in use, so that a change right after start is not missed.
+    loaded: Files,
 }
 
 impl ReloadingTls {
@@ -115,6 +121,7 @@ impl ReloadingTls {
             client_ca,
             settings: settings.clone(),
             provider,
+            loaded: files,
         })
     }
 
@@ -130,15 +137,18 @@ impl ReloadingTls {
         tokio::spawn(self.watch_files(stopping.clone()));
         tokio::spawn(async move {
             loop {
-                let (tcp, peer) = tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok(accepted) => accepted,
-                        Err(error) => {
-                            tracing::warn!(%error, "accepting a connection failed");
-                            continue;
-                        }
-                    },
-                    _ = stopping.wait_for(|stopping| *stopping) => break,
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    () = until_set(&mut stopping) => break,
+                };
+                let (tcp, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors, say: pause rather than spin.
+                        tracing::warn!(%error, "accepting a connection failed");
+                        tokio::time::sleep(ACCEPT_RETRY_DELAY).await;
+                        continue;
+                    }
                 };
                 let acceptor = acceptor.clone();
                 let sender = sender.clone();
@@ -159,13 +169,13 @@ impl ReloadingTls {
     /// Re-reads the files every `reload_interval` and swaps in what changed. A broken
     /// update is logged and the previous, working configuration stays.
     async fn watch_files(self, mut stopping: watch::Receiver<bool>) {
-        let mut last = Files::read(&self.settings).ok();
+        let mut last = self.loaded.clone();
         let mut ticker = tokio::time::interval(self.settings.reload_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
-                _ = stopping.wait_for(|stopping| *stopping) => return,
+                () = until_set(&mut stopping) => return,
             }
             let files = match Files::read(&self.settings) {
                 Ok(files) => files,
@@ -174,13 +184,13 @@ impl ReloadingTls {
                     continue;
                 }
             };
-            if last.as_ref() == Some(&files) {
+            if last == files {
                 continue;
             }
             match self.apply(&files) {
                 Ok(()) => {
                     tracing::info!("reloaded TLS certificate files");
-                    last = Some(files);
+                    last = files;
                 }
                 Err(error) => {
                     tracing::warn!(%error, "new TLS files are unusable; keeping the current ones")
@@ -195,16 +205,9 @@ impl ReloadingTls {
             (Some(_), Some(pem)) => Some(client_verifier(pem, &self.settings, &self.provider)?),
             _ => None,
         };
-        *self
-            .certificate
-            .0
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = key;
+        *sync::write(&self.certificate.0) = key;
         if let (Some(current), Some(verifier)) = (&self.client_ca, verifier) {
-            *current
-                .0
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = verifier;
+            *sync::write(&current.0) = verifier;
         }
         Ok(())
     }
@@ -271,12 +274,7 @@ struct CurrentCertificate(RwLock<Arc<CertifiedKey>>);
 
 impl ResolvesServerCert for CurrentCertificate {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(
-            self.0
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone(),
-        )
+        Some(sync::read(&self.0).clone())
     }
 }
 
@@ -286,10 +284,7 @@ struct CurrentClientVerifier(RwLock<Arc<dyn ClientCertVerifier>>);
 
 impl CurrentClientVerifier {
     fn current(&self) -> Arc<dyn ClientCertVerifier> {
-        self.0
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        sync::read(&self.0).clone()
     }
 }
 

@@ -10,7 +10,7 @@ mod refresh;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use crate::database::{ConnectionUrl, PoolSettings};
 use crate::error::Error;
 use crate::metrics::{Metrics, SourceLabels};
+use crate::sync::lock;
 use crate::systems::Reading;
 use crate::trigger::{ConnectionRef, System, Trigger};
 
@@ -248,12 +249,6 @@ impl Inner {
     fn sources(&self) -> MutexGuard<'_, HashMap<SourceKey, Arc<Source>>> {
         lock(&self.sources)
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The guarded data stays consistent even if a holder panicked: every critical section
-    // is a single insert, remove or assignment.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// One source as the metrics see it.

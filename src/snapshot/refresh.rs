@@ -7,8 +7,9 @@ use std::time::Instant;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
-use super::{Snapshot, Snapshots, Source, SourceKey, SourceState, lock};
+use super::{Snapshot, Snapshots, Source, SourceKey, SourceState};
 use crate::database;
+use crate::sync::lock;
 use crate::systems::Reading;
 use crate::systems::dbos::{self, DbosError, Layout};
 use crate::trigger::System;
@@ -30,7 +31,7 @@ pub(super) async fn run(
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = shutdown.wait_for(|stopping| *stopping) => break,
+            () = crate::sync::until_set(&mut shutdown) => break,
         }
         if snapshots.retire_if_idle(&key, &source) {
             tracing::info!(database = %source.label, schema = %key.schema, "stopped reading: no trigger used it lately");
