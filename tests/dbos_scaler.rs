@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Fixture, Server, TestScaler, Workflows, metric_value, scaled_object};
+use common::{
+    Fixture, Server, TestScaler, Workflows, is_active, metric_value, next_activity, scaled_object,
+};
 use pg_queue_scaler::grpc::proto::GetMetricsRequest;
 use tokio_stream::StreamExt;
 use tonic::Code;
@@ -54,14 +56,7 @@ async fn every_dbos_release_reads_the_same_depth() {
             3,
             "{fixture:?}"
         );
-        assert!(
-            client
-                .is_active(trigger.clone())
-                .await
-                .unwrap()
-                .into_inner()
-                .result
-        );
+        assert!(is_active(&mut client, &trigger).await.unwrap());
 
         let depth = scaled_object(
             "worker",
@@ -100,7 +95,7 @@ async fn every_dbos_release_reads_the_same_depth() {
             &[("queue", "taskQueue"), ("activationThreshold", "10")],
         );
         assert!(
-            !client.is_active(quiet).await.unwrap().into_inner().result,
+            !is_active(&mut client, &quiet).await.unwrap(),
             "10 is not > 10"
         );
 
@@ -109,11 +104,8 @@ async fn every_dbos_release_reads_the_same_depth() {
             .await
             .unwrap()
             .into_inner();
-        let first = tokio::time::timeout(Duration::from_secs(5), stream.next())
-            .await
-            .unwrap();
         assert!(
-            first.unwrap().unwrap().result,
+            next_activity(&mut stream).await,
             "the stream opens with the current state"
         );
 
@@ -122,7 +114,7 @@ async fn every_dbos_release_reads_the_same_depth() {
             &[("queue", "emptyQueue"), ("workerConcurrency", "2")],
         );
         assert_eq!(metric_value(&mut client, &empty).await.unwrap(), 0);
-        assert!(!client.is_active(empty).await.unwrap().into_inner().result);
+        assert!(!is_active(&mut client, &empty).await.unwrap());
         drop(stream);
         scaler.stop().await.unwrap();
     }
@@ -167,14 +159,7 @@ async fn queues_combine_by_max_or_sum() {
             ("activationThreshold", "6"),
         ],
     );
-    assert!(
-        client
-            .is_active(sum_threshold)
-            .await
-            .unwrap()
-            .into_inner()
-            .result
-    );
+    assert!(is_active(&mut client, &sum_threshold).await.unwrap());
     scaler.stop().await.unwrap();
 }
 
@@ -326,17 +311,14 @@ async fn stream_pushes_activation_and_ends_cleanly_on_shutdown() {
     let mut client = scaler.client().await;
     let trigger = scaled_object("w", &[("queue", "wake"), ("workerConcurrency", "2")]);
     let mut stream = client.stream_is_active(trigger).await.unwrap().into_inner();
-    let first = tokio::time::timeout(Duration::from_secs(5), stream.next())
-        .await
-        .unwrap();
-    assert!(!first.unwrap().unwrap().result);
+    assert!(
+        !next_activity(&mut stream).await,
+        "an empty queue is inactive"
+    );
 
     rows.enqueue("wake", 1, None).await;
-    let pushed = tokio::time::timeout(Duration::from_secs(5), stream.next())
-        .await
-        .unwrap();
     assert!(
-        pushed.unwrap().unwrap().result,
+        next_activity(&mut stream).await,
         "enqueueing into an empty queue is pushed"
     );
 

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::postgres::{Cluster, eventually, free_port};
-use common::{metric_value, python, scaled_object};
+use common::{is_active, metric_value, next_activity, python, scaled_object};
 use pg_queue_scaler::grpc::proto::external_scaler_client::ExternalScalerClient;
 use tokio_stream::StreamExt;
 use tonic::Code;
@@ -96,20 +96,14 @@ async fn a_real_dbos_app_scales_from_zero_and_an_outage_is_unavailable() {
         .await
         .unwrap()
         .into_inner();
-    let opened = tokio::time::timeout(Duration::from_secs(5), stream.next())
-        .await
-        .unwrap();
     assert!(
-        !opened.unwrap().unwrap().result,
+        !next_activity(&mut stream).await,
         "an empty queue is inactive"
     );
 
     dbos_app(&url, &["enqueue", "--queue", "taskQueue", "--count", "5"]);
-    let pushed = tokio::time::timeout(Duration::from_secs(5), stream.next())
-        .await
-        .unwrap();
     assert!(
-        pushed.unwrap().unwrap().result,
+        next_activity(&mut stream).await,
         "the enqueue is pushed to the stream"
     );
     // The push may come from a read taken while the five rows were still being written.
@@ -127,14 +121,7 @@ async fn a_real_dbos_app_scales_from_zero_and_an_outage_is_unavailable() {
         },
     )
     .await;
-    assert!(
-        client
-            .is_active(trigger.clone())
-            .await
-            .unwrap()
-            .into_inner()
-            .result
-    );
+    assert!(is_active(&mut client, &trigger).await.unwrap());
 
     cluster.stop_server();
     eventually(

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use common::postgres::{connect, with_dbname};
-use common::{Fixture, Server, TestScaler, Workflows, metric_value, scaled_object};
+use common::{Fixture, Server, TestScaler, Workflows, is_active, metric_value, scaled_object};
 use tokio_postgres::error::SqlState;
 
 /// The file as shipped.
@@ -202,17 +202,12 @@ async fn the_scaler_reads_queue_depth_as_the_role() {
             "{fixture:?}"
         );
         assert!(
-            client
-                .is_active(replicas.clone())
-                .await
-                .unwrap()
-                .into_inner()
-                .result,
+            is_active(&mut client, &replicas).await.unwrap(),
             "{fixture:?}"
         );
         let empty = scaled_object("w", &[("queue", "idle"), ("workerConcurrency", "2")]);
         assert!(
-            !client.is_active(empty).await.unwrap().into_inner().result,
+            !is_active(&mut client, &empty).await.unwrap(),
             "{fixture:?}"
         );
 

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Fixture, Server, TestScaler, metric_value, scaled_object};
-use tokio_stream::StreamExt;
 
 const PASSWORD: &str = "pw-Secr3t-c4nary";
 
@@ -86,14 +85,7 @@ async fn passwords_stay_out_of_logs_and_client_errors() {
         .await
         .unwrap()
         .into_inner();
-    assert!(
-        !tokio::time::timeout(Duration::from_secs(5), stream.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap()
-            .result
-    );
+    assert!(!common::next_activity(&mut stream).await);
 
     let malformed = format!("postgres://scaler:{PASSWORD}@host:port/db");
     let broken = scaled_object(

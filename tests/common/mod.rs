@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use pg_queue_scaler::config::{Flags, Settings};
 use pg_queue_scaler::grpc::proto::external_scaler_client::ExternalScalerClient;
-use pg_queue_scaler::grpc::proto::{GetMetricsRequest, ScaledObjectRef};
+use pg_queue_scaler::grpc::proto::{GetMetricsRequest, IsActiveResponse, ScaledObjectRef};
 use pg_queue_scaler::{Listeners, RunError, run};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -293,4 +293,27 @@ pub fn python() -> std::path::PathBuf {
         path.display()
     );
     path
+}
+
+/// `IsActive` for `reference`, as KEDA polls it.
+pub async fn is_active(
+    client: &mut ExternalScalerClient<Channel>,
+    reference: &ScaledObjectRef,
+) -> Result<bool, tonic::Status> {
+    Ok(client
+        .is_active(reference.clone())
+        .await?
+        .into_inner()
+        .result)
+}
+
+/// The next activity pushed on a `StreamIsActive` stream, waiting at most 5s; panics if
+/// the stream ends or fails instead.
+pub async fn next_activity(stream: &mut tonic::Streaming<IsActiveResponse>) -> bool {
+    tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("a push within 5s")
+        .expect("the stream does not fail")
+        .expect("the stream does not end")
+        .result
 }
