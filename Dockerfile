@@ -19,6 +19,9 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto/ proto/
 COPY src/ src/
+# Cargo refuses a manifest whose declared targets are missing, even to build another one;
+# the benchmark is declared (it runs without the test harness), so its source comes along.
+COPY benches/scaler.rs benches/scaler.rs
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --release --locked --bin pg-queue-scaler \

@@ -342,6 +342,19 @@ check_rejects "validate_k8s.py rejects unknown fields" "envv" \
 
 section "Dockerfile"
 check "Dockerfile COPY sources exist and are not .dockerignored" "$py" scripts/check_dockerfile.py "$repo_root"
+# The build stage's files alone must compile: copy exactly them and `cargo check` the binary
+# (dependencies come from the shared target directory, so this is quick).
+docker_context_compiles() {
+  local context="$work/docker-context"
+  rm -rf "$context" && mkdir -p "$context"
+  local source
+  while IFS= read -r source; do
+    mkdir -p "$context/$(dirname "$source")"
+    cp -r "$source" "$context/$source"
+  done < <("$py" scripts/check_dockerfile.py "$repo_root" --print-sources)
+  (cd "$context" && CARGO_TARGET_DIR="$repo_root/target" cargo check --locked --quiet --bin pg-queue-scaler)
+}
+check "the Dockerfile's build context alone compiles the binary" docker_context_compiles
 check "Dockerfile runtime: distroless nonroot, USER 65532, EXPOSE 9090 8080" dockerfile_runtime
 check "Dockerfile builds with cargo build --release --locked" grep -q "cargo build --release --locked" Dockerfile
 

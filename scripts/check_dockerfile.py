@@ -5,11 +5,13 @@
   and a source written with a trailing "/" is a directory;
 * no COPY source is excluded by .dockerignore;
 * include_str!/include_bytes! paths in src/ and build.rs point inside the copied sources;
-* explicit target paths in Cargo.toml ([lib], [[bin]], [[test]], [[bench]], [[example]]) are
-  inside the copied sources (cargo refuses a manifest whose explicit targets are missing);
+* the paths of targets declared in Cargo.toml ([lib], [[bin]], [[test]], [[bench]],
+  [[example]]; explicit or cargo's default for the name) are inside the copied sources
+  (cargo refuses a manifest whose declared targets are missing);
 * the binary the Dockerfile builds (--bin NAME) is a bin target of Cargo.toml.
 
-Usage: check_dockerfile.py [REPO_ROOT]
+Usage: check_dockerfile.py [REPO_ROOT] [--print-sources]
+  --print-sources: print the build-context paths the build stage copies, one per line.
 """
 
 from __future__ import annotations
@@ -79,8 +81,19 @@ def inside(path: str, roots: list[str]) -> bool:
     return any(path == os.path.normpath(r) or path.startswith(os.path.normpath(r) + os.sep) for r in roots)
 
 
+def default_target_path(kind: str, name: str, root: str) -> str | None:
+    """Where cargo looks for a declared target without `path` (it must exist, or cargo
+    refuses the whole manifest, even to build another target)."""
+    folder = {"bin": "src/bin", "test": "tests", "bench": "benches", "example": "examples"}.get(kind)
+    if folder is None:
+        return None
+    single, nested = f"{folder}/{name}.rs", f"{folder}/{name}/main.rs"
+    return nested if os.path.exists(os.path.join(root, nested)) else single
+
+
 def main() -> int:
-    root = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), ".."))
+    positional = [arg for arg in sys.argv[1:] if not arg.startswith("--")]
+    root = os.path.abspath(positional[0] if positional else os.path.join(os.path.dirname(__file__), ".."))
     problems: list[str] = []
     steps = instructions(os.path.join(root, "Dockerfile"))
     patterns = ignore_patterns(os.path.join(root, ".dockerignore"))
@@ -125,8 +138,9 @@ def main() -> int:
         for kind, target in targets:
             if kind == "bin":
                 bins.add(target.get("name"))
-            if "path" in target and not inside(target["path"], copied):
-                problems.append(f"Cargo.toml [{kind}] {target.get('name', '')} at {target['path']} is not copied by the Dockerfile")
+            path = target.get("path") or default_target_path(kind, target.get("name", ""), root)
+            if path and not inside(path, copied):
+                problems.append(f"Cargo.toml [{kind}] {target.get('name', '')} at {path} is not copied by the Dockerfile")
         if os.path.exists(os.path.join(root, "src", "main.rs")) and package:
             bins.add(package)
     for word, args in steps:
@@ -134,6 +148,9 @@ def main() -> int:
         if match and match.group(1) not in bins:
             problems.append(f"the Dockerfile builds --bin {match.group(1)}, which Cargo.toml does not define")
 
+    if "--print-sources" in sys.argv:
+        print("\n".join(copied))
+        return 1 if problems else 0
     for problem in problems:
         print(f"FAIL Dockerfile: {problem}")
     if not problems:
