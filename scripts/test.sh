@@ -2,7 +2,7 @@
 # The whole test suite, set-up included, on a fresh machine or a developer's:
 #   1. PostgreSQL server binaries (apt-get install postgresql when initdb is missing),
 #   2. the Python venv with the pinned DBOS and gRPC packages (scripts/setup-python.sh),
-#   3. formatting and lints (cargo fmt --check, cargo clippy -D warnings),
+#   3. formatting, lints and docs (cargo fmt --check, cargo clippy and cargo doc, warnings denied),
 #   4. the release binary, used by the end-to-end test as a user would run it,
 #   5. unit, integration and end-to-end tests (cargo test),
 #   6. chart, manifest and example checks (scripts/check-chart.sh).
@@ -35,9 +35,10 @@ step "Python venv (dbos, grpcio-reflection)"
 PGQS_TEST_PYTHON=$(scripts/setup-python.sh)
 export PGQS_TEST_PYTHON
 
-step "cargo fmt --check and cargo clippy"
+step "cargo fmt --check, cargo clippy, cargo doc"
 cargo fmt --all --check
 cargo clippy --locked --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --quiet
 
 step "release build"
 cargo build --locked --release
