@@ -132,31 +132,35 @@ impl Metrics {
             Unit::Seconds,
             metrics.snapshot_age.clone(),
         );
-        registry.register(
-            "queue_enqueued",
-            "Work items waiting in a queue",
-            metrics.queue_enqueued.clone(),
-        );
-        registry.register(
-            "queue_pending",
-            "Work items a worker has picked up",
-            metrics.queue_pending.clone(),
-        );
-        registry.register(
-            "queue_delayed_due",
-            "Delayed work items whose time has come",
-            metrics.queue_delayed_due.clone(),
-        );
-        registry.register(
-            "queue_depth",
-            "Enqueued + pending + due delayed work items",
-            metrics.queue_depth.clone(),
-        );
-        registry.register(
-            "queue_desired_replicas",
-            "ceil(depth / worker_concurrency) with the database's worker_concurrency",
-            metrics.queue_desired_replicas.clone(),
-        );
+        for (name, help, family) in [
+            (
+                "queue_enqueued",
+                "Work items waiting in a queue",
+                &metrics.queue_enqueued,
+            ),
+            (
+                "queue_pending",
+                "Work items a worker has picked up",
+                &metrics.queue_pending,
+            ),
+            (
+                "queue_delayed_due",
+                "Delayed work items whose time has come",
+                &metrics.queue_delayed_due,
+            ),
+            (
+                "queue_depth",
+                "Enqueued + pending + due delayed work items",
+                &metrics.queue_depth,
+            ),
+            (
+                "queue_desired_replicas",
+                "ceil(depth / worker_concurrency) with the database's worker_concurrency",
+                &metrics.queue_desired_replicas,
+            ),
+        ] {
+            registry.register(name, help, family.clone());
+        }
         registry.register(
             "open_streams",
             "Open StreamIsActive streams",
