@@ -1,6 +1,7 @@
-//! The maths: from per-queue depths to one depth, a replica count and activity.
-//! Pure functions, no I/O.
+//! The maths: from per-queue work to one depth, a replica count and activity, within the
+//! limits DBOS puts on how much of that work can run at once. Pure functions, no I/O.
 
+use crate::systems::PartitionLoad;
 use crate::trigger::Aggregate;
 
 /// What was read for one queue of a trigger.
@@ -8,10 +9,46 @@ use crate::trigger::Aggregate;
 pub struct QueueLoad {
     /// The queue's name.
     pub queue: String,
-    /// Waiting, running and due-delayed work items.
+    /// Waiting, running and due-delayed work items the trigger's workers may run.
     pub depth: u64,
+    /// The part of `depth` the queue's limits let run at once (all of it without limits).
+    pub runnable: u64,
+    /// Workers the busiest partition needs by itself (0 without partition limits).
+    pub partition_workers: u64,
     /// `worker_concurrency` from the database, if it has one.
     pub database_worker_concurrency: Option<u32>,
+}
+
+/// DBOS's limits on one queue, as they bear on one trigger's work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Work items all workers together run at once.
+    pub concurrency: Option<u32>,
+    /// A partitioned queue's work, already capped per partition.
+    pub partitions: Option<PartitionLoad>,
+    /// Work items of one partition one worker runs at once.
+    pub partition_worker_concurrency: Option<u32>,
+}
+
+/// How much of `depth` can run at once under `limits`, and the workers the busiest
+/// partition needs: `(runnable, partition_workers)`. On a partitioned queue, work counts
+/// per partition up to `partition_concurrency`, and work without a partition key not at
+/// all (DBOS dequeues a partitioned queue partition by partition, so no worker ever runs
+/// it); the global `concurrency` caps the total.
+pub fn runnable_work(depth: u64, limits: &QueueLimits) -> (u64, u64) {
+    let (mut runnable, mut busiest) = match &limits.partitions {
+        Some(partitions) => (partitions.runnable.min(depth), partitions.busiest),
+        None => (depth, 0),
+    };
+    if let Some(concurrency) = limits.concurrency {
+        runnable = runnable.min(u64::from(concurrency));
+        busiest = busiest.min(u64::from(concurrency));
+    }
+    let partition_workers = match (&limits.partitions, limits.partition_worker_concurrency) {
+        (Some(_), Some(per_worker)) => desired_replicas(busiest, per_worker),
+        _ => 0,
+    };
+    (runnable, partition_workers)
 }
 
 /// Why no replica count can be given.
@@ -35,12 +72,12 @@ pub fn desired_replicas(depth: u64, worker_concurrency: u32) -> u64 {
     depth.div_ceil(u64::from(worker_concurrency.max(1)))
 }
 
-/// The trigger's depth: the busiest queue's (`max`) or all of them together (`sum`).
-pub fn aggregate_depth(loads: &[QueueLoad], aggregate: Aggregate) -> u64 {
-    let depths = loads.iter().map(|load| load.depth);
+/// `values` combined as the trigger's queues combine: the largest (`max`) or the total
+/// (`sum`).
+pub fn aggregate(values: impl Iterator<Item = u64>, aggregate: Aggregate) -> u64 {
     match aggregate {
-        Aggregate::Max => depths.max().unwrap_or(0),
-        Aggregate::Sum => depths.fold(0, u64::saturating_add),
+        Aggregate::Max => values.max().unwrap_or(0),
+        Aggregate::Sum => values.fold(0, u64::saturating_add),
     }
 }
 
@@ -51,11 +88,12 @@ pub fn is_active(depth: u64, activation_threshold: u64) -> bool {
 
 /// Replicas the trigger asks for. With `max`, each queue is sized with its own worker
 /// concurrency and the largest count wins (a DBOS worker's per-queue limits are
-/// independent). With `sum`, the total is sized with the pool's one concurrency.
+/// independent). With `sum`, the total is sized with the pool's one concurrency. Either
+/// way, never fewer than the busiest partition needs, and only for work that can run.
 /// `override_concurrency` (from metadata) beats the database's values.
 pub fn aggregate_replicas(
     loads: &[QueueLoad],
-    aggregate: Aggregate,
+    aggregate_by: Aggregate,
     override_concurrency: Option<u32>,
 ) -> Result<u64, DecideError> {
     let concurrency_of = |load: &QueueLoad| {
@@ -63,10 +101,15 @@ pub fn aggregate_replicas(
             .or(load.database_worker_concurrency)
             .ok_or_else(|| DecideError::MissingWorkerConcurrency(load.queue.clone()))
     };
-    match aggregate {
+    let partition_workers = loads
+        .iter()
+        .map(|load| load.partition_workers)
+        .max()
+        .unwrap_or(0);
+    let replicas = match aggregate_by {
         Aggregate::Max => loads.iter().try_fold(0, |most, load| {
-            Ok(most.max(desired_replicas(load.depth, concurrency_of(load)?)))
-        }),
+            Ok(most.max(desired_replicas(load.runnable, concurrency_of(load)?)))
+        })?,
         Aggregate::Sum => {
             let mut shared: Option<u32> = None;
             for load in loads {
@@ -76,11 +119,13 @@ pub fn aggregate_replicas(
                 }
                 shared = Some(concurrency);
             }
-            Ok(shared.map_or(0, |concurrency| {
-                desired_replicas(aggregate_depth(loads, Aggregate::Sum), concurrency)
-            }))
+            shared.map_or(0, |concurrency| {
+                let runnable = aggregate(loads.iter().map(|load| load.runnable), Aggregate::Sum);
+                desired_replicas(runnable, concurrency)
+            })
         }
-    }
+    };
+    Ok(replicas.max(partition_workers))
 }
 
 #[cfg(test)]
@@ -92,8 +137,14 @@ mod tests {
         QueueLoad {
             queue: queue.into(),
             depth,
+            runnable: depth,
+            partition_workers: 0,
             database_worker_concurrency: concurrency,
         }
+    }
+
+    fn depth_of(loads: &[QueueLoad], by: Aggregate) -> u64 {
+        aggregate(loads.iter().map(|load| load.depth), by)
     }
 
     #[test]
@@ -108,7 +159,7 @@ mod tests {
     #[test]
     fn max_sizes_each_queue_with_its_own_concurrency() {
         let loads = [load("a", 10, Some(5)), load("b", 7, Some(2))];
-        assert_eq!(aggregate_depth(&loads, Aggregate::Max), 10);
+        assert_eq!(depth_of(&loads, Aggregate::Max), 10);
         assert_eq!(aggregate_replicas(&loads, Aggregate::Max, None), Ok(4));
         assert_eq!(aggregate_replicas(&loads, Aggregate::Max, Some(10)), Ok(1));
     }
@@ -116,7 +167,7 @@ mod tests {
     #[test]
     fn sum_sizes_the_total_with_one_concurrency() {
         let loads = [load("a", 3, Some(2)), load("b", 2, Some(2))];
-        assert_eq!(aggregate_depth(&loads, Aggregate::Sum), 5);
+        assert_eq!(depth_of(&loads, Aggregate::Sum), 5);
         assert_eq!(aggregate_replicas(&loads, Aggregate::Sum, None), Ok(3));
         let differing = [load("a", 3, Some(2)), load("b", 2, Some(3))];
         assert_eq!(
@@ -140,6 +191,62 @@ mod tests {
             DecideError::MissingWorkerConcurrency("a".into())
                 .to_string()
                 .contains("set workerConcurrency")
+        );
+    }
+
+    #[test]
+    fn global_concurrency_caps_runnable_work() {
+        let limits = QueueLimits {
+            concurrency: Some(10),
+            ..QueueLimits::default()
+        };
+        assert_eq!(runnable_work(25, &limits), (10, 0));
+        assert_eq!(runnable_work(4, &limits), (4, 0));
+        // concurrency 10, worker_concurrency 2: at most 5 replicas however deep the queue.
+        let capped = QueueLoad {
+            runnable: runnable_work(1_000, &limits).0,
+            ..load("q", 1_000, Some(2))
+        };
+        assert_eq!(aggregate_replicas(&[capped], Aggregate::Max, None), Ok(5));
+    }
+
+    #[test]
+    fn partitions_cap_each_partition_and_size_the_busiest() {
+        // 12 items: 10 keyed over partitions (runnable 4 after partition_concurrency, the
+        // busiest partition at its cap of 2) and 2 without a key, which DBOS never runs.
+        let partitions = PartitionLoad {
+            runnable: 4,
+            busiest: 2,
+        };
+        let limits = QueueLimits {
+            concurrency: None,
+            partitions: Some(partitions),
+            partition_worker_concurrency: Some(1),
+        };
+        assert_eq!(runnable_work(12, &limits), (4, 2));
+        let with_global = QueueLimits {
+            concurrency: Some(1),
+            ..limits
+        };
+        assert_eq!(runnable_work(12, &with_global), (1, 1));
+        let without_worker_limit = QueueLimits {
+            partition_worker_concurrency: None,
+            ..limits
+        };
+        assert_eq!(runnable_work(12, &without_worker_limit), (4, 0));
+        // The busiest partition's need wins over ceil(runnable / worker_concurrency).
+        let busy_partition = QueueLoad {
+            runnable: 6,
+            partition_workers: 3,
+            ..load("q", 12, Some(10))
+        };
+        assert_eq!(
+            aggregate_replicas(std::slice::from_ref(&busy_partition), Aggregate::Max, None),
+            Ok(3)
+        );
+        assert_eq!(
+            aggregate_replicas(&[busy_partition], Aggregate::Sum, None),
+            Ok(3)
         );
     }
 

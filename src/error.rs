@@ -58,6 +58,21 @@ pub enum Error {
         /// The database's label.
         database: String,
     },
+    /// A trigger key that the schema cannot honour (its DBOS version lacks what the key
+    /// needs).
+    #[error(
+        "{key} cannot be honoured on schema {schema:?} of database {database:?}: it needs {needs}"
+    )]
+    Unsupported {
+        /// The metadata key.
+        key: &'static str,
+        /// What the schema would need.
+        needs: &'static str,
+        /// The schema read.
+        schema: String,
+        /// The database's label.
+        database: String,
+    },
     /// The access policy refuses this request.
     #[error("{0}")]
     PermissionDenied(String),
@@ -97,6 +112,7 @@ impl Error {
             Self::UnknownMetric { .. } => "unknown_metric",
             Self::MissingWorkerConcurrency(_) => "missing_worker_concurrency",
             Self::UnknownQueue { .. } => "unknown_queue",
+            Self::Unsupported { .. } => "unsupported",
             Self::PermissionDenied(_) => "permission_denied",
             Self::Unavailable(_) => "unavailable",
             Self::Unimplemented(_) => "unimplemented",

@@ -3,7 +3,7 @@
 //! across restarts and upgrades (the HPA stores it), and distinct for different queues even
 //! when their names sanitise alike, so a short hash of the trigger's identity is appended.
 
-use crate::trigger::{Aggregate, ConnectionRef, MetricKind, Trigger};
+use crate::trigger::{Aggregate, ConnectionRef, MetricKind, Trigger, VersionFilter};
 
 /// The longest readable part kept from the queue names.
 const MAX_READABLE_LEN: usize = 40;
@@ -39,17 +39,35 @@ fn identity(trigger: &Trigger) -> String {
     let metric = match trigger.metric {
         MetricKind::Replicas => "replicas",
         MetricKind::Depth { .. } => "depth",
+        MetricKind::Latency { .. } => "latency",
     };
-    [
+    let mut identity = [
         trigger.system.as_str(),
         database,
         &trigger.schema,
         &trigger.queues.join("\u{0}"),
         aggregate,
         metric,
-        trigger.application_name.as_deref().unwrap_or(""),
+        trigger.scope.application.as_deref().unwrap_or(""),
     ]
-    .join("\u{1}")
+    .join("\u{1}");
+    // Keys added later join the identity only when set, so that the names of triggers
+    // without them (stored in HPAs) stay what they were.
+    let scope = &trigger.scope;
+    let additions = [
+        match &scope.version {
+            VersionFilter::All => None,
+            VersionFilter::Latest => Some("\u{0}latest".to_owned()),
+            VersionFilter::Named(name) => Some(format!("version={name}")),
+        },
+        (!scope.lookahead.is_zero()).then(|| format!("lookahead={}", scope.lookahead.as_millis())),
+        (!trigger.apply_limits).then(|| "limits=ignore".to_owned()),
+    ];
+    for addition in additions.into_iter().flatten() {
+        identity.push('\u{1}');
+        identity.push_str(&addition);
+    }
+    identity
 }
 
 /// Lowercase ASCII letters and digits, other runs of characters folded into one `-`.
@@ -133,16 +151,44 @@ mod tests {
             ("schema", "other"),
             ("metric", "depth"),
             ("applicationName", "app"),
+            ("applicationVersion", "v1"),
+            ("applicationVersion", "latest"),
+            ("delayedLookahead", "90s"),
+            ("concurrencyLimits", "ignore"),
+            ("metric", "latency"),
         ] {
             let mut pairs = vec![("queue", "q"), extra];
-            if extra.0 == "metric" {
+            if extra == ("metric", "depth") {
                 pairs.push(("workerConcurrency", "2"));
+            }
+            if extra == ("metric", "latency") {
+                pairs.push(("targetLatency", "30s"));
             }
             assert_ne!(base, metric_name(&trigger(&pairs)), "{extra:?}");
         }
         assert_eq!(
             base,
             metric_name(&trigger(&[("queue", "q"), ("activationThreshold", "5")]))
+        );
+    }
+
+    #[test]
+    fn names_of_triggers_without_the_newer_keys_do_not_change() {
+        // Pinned from the release before applicationVersion, delayedLookahead and
+        // concurrencyLimits existed: HPAs created then must keep finding their metric.
+        assert_eq!(
+            metric_name(&trigger(&[("queue", "taskQueue")])),
+            "dbos-taskqueue-aa5fc18f"
+        );
+        assert_eq!(
+            metric_name(&trigger(&[
+                ("queue", "taskQueue"),
+                ("concurrencyLimits", "apply")
+            ])),
+            metric_name(&trigger(&[
+                ("queue", "taskQueue"),
+                ("delayedLookahead", "0s")
+            ]))
         );
     }
 

@@ -3,6 +3,7 @@
 //! graphed and alerted on without KEDA. Database labels are configured names (or
 //! `connectionFromEnv (host:port/db)`), never URLs.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::decide::desired_replicas;
 use crate::snapshot::SourceOverview;
+use crate::systems::Reading;
 
 /// Labels of RPC metrics.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,6 +43,16 @@ struct QueueLabels {
     database: String,
     schema: String,
     queue: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    system: &'static str,
+    database: String,
+    schema: String,
+    queue: String,
+    /// Empty for version-less work.
+    application_version: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -70,6 +82,8 @@ pub struct Metrics {
     queue_delayed_due: Family<QueueLabels, Gauge>,
     queue_depth: Family<QueueLabels, Gauge>,
     queue_desired_replicas: Family<QueueLabels, Gauge>,
+    queue_version_depth: Family<VersionLabels, Gauge>,
+    queue_oldest_waiting: Family<QueueLabels, FloatGauge>,
     open_streams: Gauge,
     sources: Gauge,
     pool_connections: Family<PoolLabels, Gauge>,
@@ -98,6 +112,8 @@ impl Metrics {
             queue_delayed_due: Family::default(),
             queue_depth: Family::default(),
             queue_desired_replicas: Family::default(),
+            queue_version_depth: Family::default(),
+            queue_oldest_waiting: Family::default(),
             open_streams: Gauge::default(),
             sources: Gauge::default(),
             pool_connections: Family::default(),
@@ -161,6 +177,17 @@ impl Metrics {
         ] {
             registry.register(name, help, family.clone());
         }
+        registry.register(
+            "queue_version_depth",
+            "Enqueued + pending + due delayed work items per application version (\"\" for version-less work), all applications",
+            metrics.queue_version_depth.clone(),
+        );
+        registry.register_with_unit(
+            "queue_oldest_waiting",
+            "Age of the oldest waiting work item (enqueued since created, due delayed since due), 0 when none waits",
+            Unit::Seconds,
+            metrics.queue_oldest_waiting.clone(),
+        );
         registry.register(
             "open_streams",
             "Open StreamIsActive streams",
@@ -231,6 +258,8 @@ impl Metrics {
         ] {
             family.clear();
         }
+        self.queue_version_depth.clear();
+        self.queue_oldest_waiting.clear();
         self.snapshot_age.clear();
         self.pool_connections.clear();
         self.sources.set(sources.len() as i64);
@@ -257,38 +286,68 @@ impl Metrics {
             self.snapshot_age
                 .get_or_create(labels)
                 .set(snapshot.read_at.elapsed().as_secs_f64());
+            let since_read = snapshot.read_at.elapsed();
             let reading = &snapshot.reading;
-            for queue in reading
-                .counts
-                .keys()
-                .chain(reading.worker_concurrency.keys())
-            {
-                let counts = reading.counts(queue, None);
-                let queue_labels = QueueLabels {
-                    system: labels.system,
-                    database: labels.database.clone(),
-                    schema: labels.schema.clone(),
-                    queue: queue.clone(),
-                };
-                let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
-                self.queue_enqueued
-                    .get_or_create(&queue_labels)
-                    .set(gauge(counts.enqueued));
-                self.queue_pending
-                    .get_or_create(&queue_labels)
-                    .set(gauge(counts.pending));
-                self.queue_delayed_due
-                    .get_or_create(&queue_labels)
-                    .set(gauge(counts.delayed_due));
-                self.queue_depth
-                    .get_or_create(&queue_labels)
-                    .set(gauge(counts.depth()));
-                if let Some(concurrency) = reading.worker_concurrency.get(queue) {
-                    self.queue_desired_replicas
-                        .get_or_create(&queue_labels)
-                        .set(gauge(desired_replicas(counts.depth(), *concurrency)));
-                }
+            let queues: HashSet<&String> =
+                reading.groups.keys().chain(reading.queues.keys()).collect();
+            for queue in queues {
+                self.set_queue_gauges(labels, queue, reading, since_read);
             }
+        }
+    }
+
+    fn set_queue_gauges(
+        &self,
+        source: &SourceLabels,
+        queue: &str,
+        reading: &Reading,
+        since_read: Duration,
+    ) {
+        let counts = reading.total(queue);
+        let queue_labels = QueueLabels {
+            system: source.system,
+            database: source.database.clone(),
+            schema: source.schema.clone(),
+            queue: queue.to_owned(),
+        };
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        self.queue_enqueued
+            .get_or_create(&queue_labels)
+            .set(gauge(counts.enqueued));
+        self.queue_pending
+            .get_or_create(&queue_labels)
+            .set(gauge(counts.pending));
+        self.queue_delayed_due
+            .get_or_create(&queue_labels)
+            .set(gauge(counts.delayed_due));
+        self.queue_depth
+            .get_or_create(&queue_labels)
+            .set(gauge(counts.depth()));
+        let concurrency = reading
+            .queues
+            .get(queue)
+            .and_then(|registered| registered.config.worker_concurrency);
+        if let Some(concurrency) = concurrency {
+            self.queue_desired_replicas
+                .get_or_create(&queue_labels)
+                .set(gauge(desired_replicas(counts.depth(), concurrency)));
+        }
+        let oldest = reading.oldest_waiting_ms(queue).map_or(0.0, |ms| {
+            (Duration::from_millis(ms) + since_read).as_secs_f64()
+        });
+        self.queue_oldest_waiting
+            .get_or_create(&queue_labels)
+            .set(oldest);
+        for (version, depth) in reading.depth_by_version(queue) {
+            self.queue_version_depth
+                .get_or_create(&VersionLabels {
+                    system: source.system,
+                    database: source.database.clone(),
+                    schema: source.schema.clone(),
+                    queue: queue.to_owned(),
+                    application_version: version.unwrap_or_default().to_owned(),
+                })
+                .set(gauge(depth));
         }
     }
 }

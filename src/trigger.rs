@@ -2,6 +2,7 @@
 //! Pure: no I/O. Unknown keys are ignored because KEDA adds its own (`scalerAddress`, ...).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use crate::database::ConnectionUrl;
 use crate::error::Error;
@@ -30,7 +31,25 @@ pub mod keys {
     pub const ACTIVATION_THRESHOLD: &str = "activationThreshold";
     /// DBOS application whose (and unclaimed) work counts.
     pub const APPLICATION_NAME: &str = "applicationName";
+    /// DBOS application version (or `latest`) whose work counts.
+    pub const APPLICATION_VERSION: &str = "applicationVersion";
+    /// The application version, resolved by KEDA from the workload's environment.
+    pub const APPLICATION_VERSION_FROM_ENV: &str = "applicationVersionFromEnv";
+    /// `true`: a trigger without an application version is an error.
+    pub const REQUIRE_APPLICATION_VERSION: &str = "requireApplicationVersion";
+    /// `apply` or `ignore` DBOS's concurrency limits.
+    pub const CONCURRENCY_LIMITS: &str = "concurrencyLimits";
+    /// Delayed work due within this window counts.
+    pub const DELAYED_LOOKAHEAD: &str = "delayedLookahead";
+    /// The target age of the oldest waiting work item, with `metric: latency`.
+    pub const TARGET_LATENCY: &str = "targetLatency";
 }
+
+/// The longest `delayedLookahead` and `targetLatency`.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+/// The shortest `targetLatency`: KEDA's HPA works in milli-units, and a target below a
+/// second would scale on noise.
+pub const MIN_TARGET_LATENCY: Duration = Duration::from_secs(1);
 
 /// The name of the database used when a trigger names none.
 pub const DEFAULT_DATABASE: &str = "default";
@@ -72,6 +91,45 @@ pub enum MetricKind {
         /// The HPA target: `workerConcurrency` from the metadata.
         target: u32,
     },
+    /// Age of the oldest waiting work item, with `targetLatency` as HPA target.
+    Latency {
+        /// The HPA target.
+        target: Duration,
+    },
+}
+
+impl MetricKind {
+    /// The HPA target: 1 replica, `workerConcurrency` items, or `targetLatency` seconds.
+    pub fn target(&self) -> f64 {
+        match self {
+            Self::Replicas => 1.0,
+            Self::Depth { target } => f64::from(*target),
+            Self::Latency { target } => target.as_secs_f64(),
+        }
+    }
+}
+
+/// Which application version's work a trigger counts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum VersionFilter {
+    /// Every version's (no `applicationVersion`).
+    All,
+    /// The application's latest version, resolved on every refresh.
+    Latest,
+    /// One version, by name.
+    Named(String),
+}
+
+/// Which rows of a queue a trigger counts: the work its workers may run. Triggers with the
+/// same scope share what the refresh statement computes for it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Scope {
+    /// Only this application's (and unclaimed) work counts.
+    pub application: Option<String>,
+    /// Only work a worker of this version would dequeue counts.
+    pub version: VersionFilter,
+    /// Delayed work due within this window counts (zero: only work already due).
+    pub lookahead: Duration,
 }
 
 /// Where a trigger's queue tables live.
@@ -102,8 +160,10 @@ pub struct Trigger {
     pub metric: MetricKind,
     /// The trigger is active when the depth exceeds this.
     pub activation_threshold: u64,
-    /// Only this application's (and unclaimed) work counts.
-    pub application_name: Option<String>,
+    /// Which rows of the queues count.
+    pub scope: Scope,
+    /// Whether the queues' DBOS concurrency limits cap the answer.
+    pub apply_limits: bool,
 }
 
 impl Trigger {
@@ -148,22 +208,11 @@ impl Trigger {
                 )),
             })
             .transpose()?;
-        let metric = match (get(keys::METRIC).map(str::trim), worker_concurrency) {
-            (None | Some("replicas"), _) => MetricKind::Replicas,
-            (Some("depth"), Some(target)) => MetricKind::Depth { target },
-            (Some("depth"), None) => {
-                return Err(Error::MissingMetadata(
-                    "workerConcurrency is required when metric is \"depth\" (it is the HPA target)",
-                ));
-            }
-            (Some(other), _) => {
-                return Err(invalid(
-                    keys::METRIC,
-                    "must be \"replicas\" or \"depth\"",
-                    other,
-                ));
-            }
-        };
+        let metric = parse_metric(
+            get(keys::METRIC),
+            worker_concurrency,
+            get(keys::TARGET_LATENCY),
+        )?;
         let activation_threshold = get(keys::ACTIVATION_THRESHOLD)
             .map(|value| {
                 value.trim().parse::<u64>().map_err(|_| {
@@ -176,10 +225,16 @@ impl Trigger {
             })
             .transpose()?
             .unwrap_or(0);
-        let application_name = match get(keys::APPLICATION_NAME) {
-            None => None,
-            Some(value) if !value.trim().is_empty() => Some(value.trim().to_owned()),
-            Some(other) => return Err(invalid(keys::APPLICATION_NAME, "must not be empty", other)),
+        let apply_limits = match get(keys::CONCURRENCY_LIMITS).map(str::trim) {
+            None | Some("apply") => true,
+            Some("ignore") => false,
+            Some(other) => {
+                return Err(invalid(
+                    keys::CONCURRENCY_LIMITS,
+                    "must be \"apply\" or \"ignore\"",
+                    other,
+                ));
+            }
         };
         Ok(Self {
             queues,
@@ -190,7 +245,8 @@ impl Trigger {
             worker_concurrency,
             metric,
             activation_threshold,
-            application_name,
+            scope: parse_scope(&get)?,
+            apply_limits,
         })
     }
 
@@ -210,6 +266,122 @@ fn invalid(key: &'static str, expected: &'static str, got: &str) -> Error {
         expected,
         got: got.to_owned(),
     }
+}
+
+fn parse_metric(
+    metric: Option<&str>,
+    worker_concurrency: Option<u32>,
+    target_latency: Option<&str>,
+) -> Result<MetricKind, Error> {
+    match (metric.map(str::trim), worker_concurrency) {
+        (None | Some("replicas"), _) => Ok(MetricKind::Replicas),
+        (Some("depth"), Some(target)) => Ok(MetricKind::Depth { target }),
+        (Some("depth"), None) => Err(Error::MissingMetadata(
+            "workerConcurrency is required when metric is \"depth\" (it is the HPA target)",
+        )),
+        (Some("latency"), _) => {
+            let Some(value) = target_latency else {
+                return Err(Error::MissingMetadata(
+                    "targetLatency is required when metric is \"latency\" (it is the HPA target, a duration like 30s)",
+                ));
+            };
+            match parse_duration(value) {
+                None => Err(invalid(
+                    keys::TARGET_LATENCY,
+                    "must be a duration like 30s",
+                    value,
+                )),
+                Some(target) if !(MIN_TARGET_LATENCY..=MAX_DURATION).contains(&target) => Err(
+                    invalid(keys::TARGET_LATENCY, "must be from 1s to 24h", value),
+                ),
+                Some(target) => Ok(MetricKind::Latency { target }),
+            }
+        }
+        (Some(other), _) => Err(invalid(
+            keys::METRIC,
+            "must be \"replicas\", \"depth\" or \"latency\"",
+            other,
+        )),
+    }
+}
+
+/// The application, version and lookahead keys. A version may be written in the trigger
+/// or arrive from the workload's environment (`applicationVersionFromEnv`, which KEDA drops
+/// when the variable is empty, hence `requireApplicationVersion`).
+fn parse_scope<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<Scope, Error> {
+    let application = match get(keys::APPLICATION_NAME) {
+        None => None,
+        Some(value) if !value.trim().is_empty() => Some(value.trim().to_owned()),
+        Some(other) => return Err(invalid(keys::APPLICATION_NAME, "must not be empty", other)),
+    };
+    let version = match (
+        get(keys::APPLICATION_VERSION),
+        get(keys::APPLICATION_VERSION_FROM_ENV),
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(Error::ConflictingMetadata(
+                keys::APPLICATION_VERSION,
+                keys::APPLICATION_VERSION_FROM_ENV,
+            ));
+        }
+        (Some(value), None) => parse_version(keys::APPLICATION_VERSION, value)?,
+        (None, Some(value)) => parse_version(keys::APPLICATION_VERSION_FROM_ENV, value)?,
+        (None, None) => VersionFilter::All,
+    };
+    let required = match get(keys::REQUIRE_APPLICATION_VERSION).map(str::trim) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(invalid(
+                keys::REQUIRE_APPLICATION_VERSION,
+                "must be \"true\" or \"false\"",
+                other,
+            ));
+        }
+    };
+    if required && version == VersionFilter::All {
+        return Err(Error::MissingMetadata(
+            "no application version arrived: requireApplicationVersion is \"true\" but neither applicationVersion nor applicationVersionFromEnv is set (KEDA drops applicationVersionFromEnv when the workload's variable is empty or missing)",
+        ));
+    }
+    let lookahead = match get(keys::DELAYED_LOOKAHEAD) {
+        None => Duration::ZERO,
+        Some(value) => match parse_duration(value) {
+            Some(window) if window <= MAX_DURATION => window,
+            Some(_) => {
+                return Err(invalid(
+                    keys::DELAYED_LOOKAHEAD,
+                    "must be at most 24h",
+                    value,
+                ));
+            }
+            None => {
+                return Err(invalid(
+                    keys::DELAYED_LOOKAHEAD,
+                    "must be a duration like 90s",
+                    value,
+                ));
+            }
+        },
+    };
+    Ok(Scope {
+        application,
+        version,
+        lookahead,
+    })
+}
+
+fn parse_version(key: &'static str, value: &str) -> Result<VersionFilter, Error> {
+    match value.trim() {
+        "" => Err(invalid(key, "must be a version name or \"latest\"", value)),
+        "latest" => Ok(VersionFilter::Latest),
+        name => Ok(VersionFilter::Named(name.to_owned())),
+    }
+}
+
+/// A duration like `90s`, `5m` or `0s`; `None` when it is not one.
+fn parse_duration(value: &str) -> Option<Duration> {
+    humantime::parse_duration(value.trim()).ok()
 }
 
 fn parse_queues(queue: Option<&str>, queues: Option<&str>) -> Result<Vec<String>, Error> {
@@ -323,7 +495,10 @@ mod tests {
         assert_eq!(trigger.worker_concurrency, None);
         assert_eq!(trigger.metric, MetricKind::Replicas);
         assert_eq!(trigger.activation_threshold, 0);
-        assert_eq!(trigger.application_name, None);
+        assert_eq!(trigger.scope.application, None);
+        assert_eq!(trigger.scope.version, VersionFilter::All);
+        assert_eq!(trigger.scope.lookahead, Duration::ZERO);
+        assert!(trigger.apply_limits);
     }
 
     #[test]
@@ -338,6 +513,10 @@ mod tests {
             ("metric", "depth"),
             ("activationThreshold", "3"),
             ("applicationName", "billing"),
+            ("applicationVersion", "v2"),
+            ("requireApplicationVersion", "true"),
+            ("concurrencyLimits", "ignore"),
+            ("delayedLookahead", "90s"),
         ]))
         .unwrap();
         assert_eq!(trigger.queues, vec!["a", "b"]);
@@ -347,7 +526,10 @@ mod tests {
         assert_eq!(trigger.worker_concurrency, Some(4));
         assert_eq!(trigger.metric, MetricKind::Depth { target: 4 });
         assert_eq!(trigger.activation_threshold, 3);
-        assert_eq!(trigger.application_name.as_deref(), Some("billing"));
+        assert_eq!(trigger.scope.application.as_deref(), Some("billing"));
+        assert_eq!(trigger.scope.version, VersionFilter::Named("v2".into()));
+        assert_eq!(trigger.scope.lookahead, Duration::from_secs(90));
+        assert!(!trigger.apply_limits);
     }
 
     #[test]
@@ -387,8 +569,8 @@ mod tests {
             r#"system must be one of: dbos, got "oban""#
         );
         assert_eq!(
-            error_of(&[("queue", "q"), ("metric", "latency")]),
-            r#"metric must be "replicas" or "depth", got "latency""#
+            error_of(&[("queue", "q"), ("metric", "lag")]),
+            r#"metric must be "replicas", "depth" or "latency", got "lag""#
         );
         assert_eq!(
             error_of(&[("queue", "q"), ("activationThreshold", "-1")]),
@@ -403,6 +585,93 @@ mod tests {
         );
         assert!(error_of(&[("queues", "a,,b")]).starts_with("queues must be"));
         assert!(error_of(&[("queue", " ")]).starts_with("queue must be"));
+    }
+
+    #[test]
+    fn versions_come_from_the_trigger_or_the_workload() {
+        let latest = Trigger::parse(&metadata(&[
+            ("queue", "q"),
+            ("applicationVersion", "latest"),
+        ]));
+        assert_eq!(latest.unwrap().scope.version, VersionFilter::Latest);
+        let from_env = Trigger::parse(&metadata(&[
+            ("queue", "q"),
+            ("applicationVersionFromEnv", " 1f2e3d "),
+            ("requireApplicationVersion", "true"),
+        ]));
+        assert_eq!(
+            from_env.unwrap().scope.version,
+            VersionFilter::Named("1f2e3d".into())
+        );
+        assert_eq!(
+            error_of(&[
+                ("queue", "q"),
+                ("applicationVersion", "v1"),
+                ("applicationVersionFromEnv", "v2")
+            ]),
+            "set either applicationVersion or applicationVersionFromEnv, not both"
+        );
+        assert!(
+            error_of(&[("queue", "q"), ("requireApplicationVersion", "true")])
+                .starts_with("no application version arrived"),
+        );
+        assert_eq!(
+            error_of(&[("queue", "q"), ("requireApplicationVersion", "yes")]),
+            r#"requireApplicationVersion must be "true" or "false", got "yes""#
+        );
+        assert!(
+            error_of(&[("queue", "q"), ("applicationVersion", " ")])
+                .starts_with("applicationVersion must be")
+        );
+    }
+
+    #[test]
+    fn durations_and_limits_are_checked() {
+        assert_eq!(
+            error_of(&[("queue", "q"), ("delayedLookahead", "soon")]),
+            r#"delayedLookahead must be a duration like 90s, got "soon""#
+        );
+        assert_eq!(
+            error_of(&[("queue", "q"), ("delayedLookahead", "25h")]),
+            r#"delayedLookahead must be at most 24h, got "25h""#
+        );
+        let zero = Trigger::parse(&metadata(&[("queue", "q"), ("delayedLookahead", "0s")]));
+        assert_eq!(zero.unwrap().scope.lookahead, Duration::ZERO);
+        assert!(
+            error_of(&[("queue", "q"), ("metric", "latency")])
+                .starts_with("targetLatency is required")
+        );
+        assert_eq!(
+            error_of(&[
+                ("queue", "q"),
+                ("metric", "latency"),
+                ("targetLatency", "500ms")
+            ]),
+            r#"targetLatency must be from 1s to 24h, got "500ms""#
+        );
+        assert_eq!(
+            error_of(&[
+                ("queue", "q"),
+                ("metric", "latency"),
+                ("targetLatency", "fast")
+            ]),
+            r#"targetLatency must be a duration like 30s, got "fast""#
+        );
+        let latency = Trigger::parse(&metadata(&[
+            ("queue", "q"),
+            ("metric", "latency"),
+            ("targetLatency", "1m30s"),
+        ]));
+        assert_eq!(
+            latency.unwrap().metric,
+            MetricKind::Latency {
+                target: Duration::from_secs(90)
+            }
+        );
+        assert_eq!(
+            error_of(&[("queue", "q"), ("concurrencyLimits", "off")]),
+            r#"concurrencyLimits must be "apply" or "ignore", got "off""#
+        );
     }
 
     #[test]

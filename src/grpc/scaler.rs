@@ -22,7 +22,7 @@ use crate::evaluate::evaluate;
 use crate::metric_name::{self, metric_name};
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshots;
-use crate::trigger::{MetricKind, Trigger};
+use crate::trigger::Trigger;
 
 /// Messages buffered per `StreamIsActive` stream; only changes are sent, so few are needed.
 const STREAM_BUFFER: usize = 4;
@@ -145,15 +145,13 @@ impl ExternalScaler for ScalerService {
             // built (and KEDA's fallback can work) while Postgres is down.
             let trigger = self.trigger(&reference)?;
             self.snapshots.check_database(&trigger)?;
-            let target = match trigger.metric {
-                MetricKind::Replicas => 1,
-                MetricKind::Depth { target } => target,
-            };
+            let target = trigger.metric.target();
             Ok(GetMetricSpecResponse {
                 metric_specs: vec![MetricSpec {
                     metric_name: metric_name(&trigger),
-                    target_size: i64::from(target),
-                    target_size_float: f64::from(target),
+                    // The integer is for KEDA before 2.17; rounded up, it is at least 1.
+                    target_size: target.ceil() as i64,
+                    target_size_float: target,
                 }],
             })
         })
@@ -179,8 +177,10 @@ impl ExternalScaler for ScalerService {
             Ok(GetMetricsResponse {
                 metric_values: vec![MetricValue {
                     metric_name: request.metric_name.clone(),
-                    metric_value: i64::try_from(value).unwrap_or(i64::MAX),
-                    metric_value_float: value as f64,
+                    // Whole numbers are exact in both; a latency's integer is rounded up
+                    // for KEDA before 2.17, which reads only the integer.
+                    metric_value: value.ceil() as i64,
+                    metric_value_float: value,
                 }],
             })
         })

@@ -13,7 +13,9 @@ pub fn code_of(error: &Error) -> Code {
         | Error::ConflictingMetadata(..)
         | Error::UnknownDatabase(_) => Code::InvalidArgument,
         Error::UnknownMetric { .. } => Code::NotFound,
-        Error::MissingWorkerConcurrency(_) | Error::UnknownQueue { .. } => Code::FailedPrecondition,
+        Error::MissingWorkerConcurrency(_)
+        | Error::UnknownQueue { .. }
+        | Error::Unsupported { .. } => Code::FailedPrecondition,
         Error::PermissionDenied(_) => Code::PermissionDenied,
         Error::Unavailable(_) => Code::Unavailable,
         Error::Unimplemented(_) => Code::Unimplemented,

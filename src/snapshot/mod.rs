@@ -7,6 +7,7 @@
 //! and its pool closes with it.
 
 mod refresh;
+mod scopes;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,7 +21,9 @@ use crate::error::Error;
 use crate::metrics::{Metrics, SourceLabels};
 use crate::sync::lock;
 use crate::systems::Reading;
-use crate::trigger::{ConnectionRef, System, Trigger};
+use crate::trigger::{ConnectionRef, Scope, System, Trigger};
+
+use scopes::ScopeRegistry;
 
 /// How often sources are read and how old a reading may get.
 #[derive(Debug, Clone)]
@@ -79,6 +82,19 @@ impl SourceKey {
     }
 }
 
+impl SourceState {
+    /// Whether this state settles a request for `scope`: a read was attempted, and it
+    /// failed (the failure is the answer) or computed the scope.
+    fn answers(&self, scope: &Scope) -> bool {
+        self.attempts > 0
+            && (self.failure.is_some()
+                || self
+                    .last_good
+                    .as_ref()
+                    .is_none_or(|snapshot| snapshot.reading.has_scope(scope)))
+    }
+}
+
 /// The registry of sources; cheap to clone.
 #[derive(Clone)]
 pub struct Snapshots {
@@ -104,6 +120,8 @@ struct Source {
     state: watch::Receiver<SourceState>,
     last_used: Mutex<Instant>,
     open_streams: AtomicUsize,
+    /// What the source's triggers ask the refresh statement to compute.
+    scopes: ScopeRegistry,
 }
 
 impl Snapshots {
@@ -129,13 +147,15 @@ impl Snapshots {
 
     /// The fresh snapshot for `trigger`'s source, waiting briefly for the first read of a
     /// source that was not in use. Errors rather than inventing a number.
+    /// A trigger whose scope the source did not compute yet waits for the read that does.
     pub async fn latest(&self, trigger: &Trigger) -> Result<Arc<Snapshot>, Error> {
         let source = self.source(trigger)?;
+        source.scopes.touch(&trigger.scope, false);
         let mut state = source.state.clone();
         // An error from wait_for means the loop has gone; what it last published still counts.
         let _ = tokio::time::timeout(
             self.inner.refresh.first_read_timeout,
-            state.wait_for(|state| state.attempts > 0),
+            state.wait_for(|state| state.answers(&trigger.scope)),
         )
         .await;
         let current = state.borrow().clone();
@@ -145,9 +165,11 @@ impl Snapshots {
     /// Keeps `trigger`'s source polled and yields its updates until dropped.
     pub fn watch(&self, trigger: &Trigger) -> Result<SourceWatch, Error> {
         let source = self.source_held(trigger, true)?;
+        source.scopes.touch(&trigger.scope, true);
         Ok(SourceWatch {
             state: source.state.clone(),
             stale_after: self.inner.refresh.stale_after,
+            scope: trigger.scope.clone(),
             source,
         })
     }
@@ -221,6 +243,7 @@ impl Snapshots {
             state: receiver,
             last_used: Mutex::new(Instant::now()),
             open_streams: AtomicUsize::new(usize::from(stream)),
+            scopes: ScopeRegistry::default(),
         });
         sources.insert(key.clone(), source.clone());
         tokio::spawn(refresh::run(self.clone(), key, source.clone(), sender));
@@ -268,6 +291,7 @@ pub struct SourceOverview {
 pub struct SourceWatch {
     state: watch::Receiver<SourceState>,
     stale_after: Duration,
+    scope: Scope,
     source: Arc<Source>,
 }
 
@@ -288,6 +312,7 @@ impl Drop for SourceWatch {
         // Used now, then released: the other order would let the loop retire the source
         // in between as if it had been idle all along.
         *lock(&self.source.last_used) = Instant::now();
+        self.source.scopes.release(&self.scope);
         self.source.open_streams.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -12,7 +12,7 @@ use crate::database;
 use crate::sync::lock;
 use crate::systems::Reading;
 use crate::systems::dbos::{self, DbosError, Layout};
-use crate::trigger::System;
+use crate::trigger::{Scope, System};
 
 /// The loop body of a source; ends when the source retires or on shutdown.
 pub(super) async fn run(
@@ -40,7 +40,8 @@ pub(super) async fn run(
         let started = Instant::now();
         let outcome = match current_pool(&snapshots, &source) {
             Ok(pool) => {
-                let read = read_once(&pool, key.system, &key.schema, &mut layout);
+                let scopes = source.scopes.live(settings.idle_after);
+                let read = read_once(&pool, key.system, &key.schema, &mut layout, &scopes);
                 match tokio::time::timeout(settings.read_timeout, read).await {
                     Ok(Ok(reading)) => Ok(reading),
                     Ok(Err(message)) => Err(message),
@@ -108,6 +109,7 @@ async fn read_once(
     system: System,
     schema: &str,
     layout: &mut Option<Layout>,
+    scopes: &[Scope],
 ) -> Result<Reading, String> {
     let client = pool
         .get()
@@ -119,21 +121,43 @@ async fn read_once(
                 let found = dbos::discover(&**client, schema)
                     .await
                     .map_err(|e| describe_dbos_error(&e))?;
-                tracing::info!(
-                    schema,
-                    migration = ?found.migration,
-                    application_name = found.has_application_name,
-                    delayed = found.has_delayed,
-                    queue_table = found.has_queue_table,
-                    "discovered DBOS system schema"
-                );
+                log_discovery(&found);
                 *layout = Some(found);
             }
             let layout = layout.as_ref().expect("layout was just discovered");
-            dbos::read(&client, layout)
+            dbos::read(&client, layout, scopes)
                 .await
                 .map_err(|e| describe_dbos_error(&e))
         }
+    }
+}
+
+/// Says what the schema records, and how the scaler behaves where it records less, the
+/// way DBOS itself does on such a schema.
+fn log_discovery(layout: &Layout) {
+    tracing::info!(
+        schema = %layout.schema,
+        migration = ?layout.migration,
+        application_name = layout.has_application_name,
+        application_version = layout.has_application_version,
+        version_table = layout.has_version_table,
+        delayed = layout.has_delayed,
+        queue_table = layout.has_queue_table,
+        global_concurrency = layout.has_global_concurrency,
+        partition_limits = layout.has_partition_limits,
+        "discovered DBOS system schema"
+    );
+    if !layout.has_application_name {
+        tracing::info!(schema = %layout.schema, "rows record no owning application: applicationName filters nothing, all work counts");
+    }
+    if !layout.has_version_table {
+        tracing::info!(schema = %layout.schema, "no application_versions table: no version is registered, so every version is the latest and version-less work counts for each");
+    }
+    if !layout.has_application_version {
+        tracing::info!(schema = %layout.schema, "rows record no application version: triggers with applicationVersion are refused");
+    }
+    if !layout.has_partition_limits {
+        tracing::info!(schema = %layout.schema, "queues record no partition limits: only the global concurrency caps the answer");
     }
 }
 

@@ -6,11 +6,15 @@
 //! (a bound status list or an extra status turns it into a scan of every finished workflow),
 //! and due `DELAYED` rows are a separate arm on `idx_workflow_status_delayed`.
 
+mod rows;
+mod statement;
+
 use std::collections::HashMap;
 
 use tokio_postgres::GenericClient;
 
-use super::{QueueCounts, Reading};
+use super::{Capabilities, Reading};
+use crate::trigger::Scope;
 
 /// Why a DBOS schema cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -47,14 +51,43 @@ pub struct Layout {
     pub schema: String,
     /// `workflow_status.application_name` exists (DBOS migration 100 and later).
     pub has_application_name: bool,
+    /// `workflow_status.application_version` exists.
+    pub has_application_version: bool,
     /// `workflow_status.delay_until_epoch_ms` exists (DBOS migration 16 and later).
     pub has_delayed: bool,
+    /// `workflow_status.queue_partition_key` exists (DBOS migration 2 and later).
+    pub has_partition_key: bool,
     /// `queues.worker_concurrency` exists (DBOS-managed queues).
     pub has_queue_table: bool,
+    /// `queues.application_name` exists (DBOS migration 101 and later).
+    pub has_queue_owner: bool,
+    /// `queues.concurrency` exists.
+    pub has_global_concurrency: bool,
+    /// `queues.partition_concurrency` and `partition_worker_concurrency` exist (DBOS
+    /// migration 108 and later).
+    pub has_partition_limits: bool,
+    /// `application_versions` exists (DBOS migration 13 and later).
+    pub has_version_table: bool,
+    /// `application_versions.application_name` exists (DBOS migration 103 and later).
+    pub has_version_owner: bool,
     /// The schema's DBOS migration level, when recorded.
     pub migration: Option<i64>,
     /// The statement run on every refresh.
     pub statement: String,
+}
+
+impl Layout {
+    /// What rows of this layout record, for the trigger keys that depend on it.
+    pub fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            tracks_applications: self.has_application_name,
+            tracks_versions: self.has_application_version,
+            tracks_delays: self.has_delayed,
+            registration_required: self
+                .migration
+                .is_some_and(|level| level >= QUEUES_ALWAYS_REGISTERED_FROM),
+        }
+    }
 }
 
 /// The DBOS migration level from which every queue is registered in `queues` (DBOS 3.x
@@ -62,14 +95,32 @@ pub struct Layout {
 /// wrong name or a wrong database, not an empty queue.
 pub const QUEUES_ALWAYS_REGISTERED_FROM: i64 = 109;
 
+/// The tables discovery looks at.
+const TABLES: [&str; 4] = [
+    "workflow_status",
+    "queues",
+    "application_versions",
+    "dbos_migrations",
+];
+
 /// The columns the counting statement may read, by table.
-const READ_COLUMNS: [(&str, &str); 7] = [
+const READ_COLUMNS: [(&str, &str); 17] = [
     ("workflow_status", "queue_name"),
     ("workflow_status", "status"),
+    ("workflow_status", "created_at"),
     ("workflow_status", "application_name"),
+    ("workflow_status", "application_version"),
     ("workflow_status", "delay_until_epoch_ms"),
+    ("workflow_status", "queue_partition_key"),
     ("queues", "name"),
     ("queues", "worker_concurrency"),
+    ("queues", "application_name"),
+    ("queues", "concurrency"),
+    ("queues", "partition_concurrency"),
+    ("queues", "partition_worker_concurrency"),
+    ("application_versions", "version_name"),
+    ("application_versions", "version_timestamp"),
+    ("application_versions", "application_name"),
     ("dbos_migrations", "version"),
 ];
 
@@ -80,6 +131,7 @@ const READ_COLUMNS: [(&str, &str); 7] = [
 /// not granted is an error naming the grant, not a silent switch to an older schema's
 /// behaviour.
 pub async fn discover(client: &impl GenericClient, schema: &str) -> Result<Layout, DbosError> {
+    let tables: Vec<&str> = TABLES.to_vec();
     let rows = client
         .query(
             "SELECT c.relname::text, a.attname::text, \
@@ -87,9 +139,8 @@ pub async fn discover(client: &impl GenericClient, schema: &str) -> Result<Layou
              FROM pg_catalog.pg_class c \
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
-             WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v') \
-               AND c.relname IN ('workflow_status', 'queues', 'dbos_migrations')",
-            &[&schema],
+             WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v') AND c.relname = ANY($2)",
+            &[&schema, &tables],
         )
         .await?;
     let columns: HashMap<(String, String), bool> = rows
@@ -98,7 +149,10 @@ pub async fn discover(client: &impl GenericClient, schema: &str) -> Result<Layou
         .collect();
     let exists =
         |table: &str, column: &str| columns.contains_key(&(table.to_owned(), column.to_owned()));
-    if !exists("workflow_status", "queue_name") || !exists("workflow_status", "status") {
+    if !["queue_name", "status", "created_at"]
+        .iter()
+        .all(|column| exists("workflow_status", column))
+    {
         return Err(DbosError::NotDbos(schema.to_owned()));
     }
     for (table, column) in READ_COLUMNS {
@@ -112,150 +166,64 @@ pub async fn discover(client: &impl GenericClient, schema: &str) -> Result<Layou
             });
         }
     }
-    let readable = |table: &str, column: &str| {
-        columns.get(&(table.to_owned(), column.to_owned())) == Some(&true)
-    };
-    let migration = if readable("dbos_migrations", "version") {
-        let sql = format!(
-            "SELECT max(version)::bigint FROM {}.dbos_migrations",
-            quote(schema)
-        );
-        client.query_one(&sql, &[]).await?.get(0)
-    } else {
-        None
-    };
+    let migration =
+        if columns.get(&("dbos_migrations".to_owned(), "version".to_owned())) == Some(&true) {
+            let sql = format!(
+                "SELECT max(version)::bigint FROM {}.dbos_migrations",
+                quote(schema)
+            );
+            client.query_one(&sql, &[]).await?.get(0)
+        } else {
+            None
+        };
+    let has_queue_table = exists("queues", "name") && exists("queues", "worker_concurrency");
+    let has_version_table = exists("application_versions", "version_name")
+        && exists("application_versions", "version_timestamp");
     let mut layout = Layout {
         schema: schema.to_owned(),
         has_application_name: exists("workflow_status", "application_name"),
+        has_application_version: exists("workflow_status", "application_version"),
         has_delayed: exists("workflow_status", "delay_until_epoch_ms"),
-        has_queue_table: exists("queues", "name") && exists("queues", "worker_concurrency"),
+        has_partition_key: exists("workflow_status", "queue_partition_key"),
+        has_queue_table,
+        has_queue_owner: has_queue_table && exists("queues", "application_name"),
+        has_global_concurrency: has_queue_table && exists("queues", "concurrency"),
+        has_partition_limits: has_queue_table
+            && exists("queues", "partition_concurrency")
+            && exists("queues", "partition_worker_concurrency"),
+        has_version_table,
+        has_version_owner: has_version_table && exists("application_versions", "application_name"),
         migration,
         statement: String::new(),
     };
-    layout.statement = counting_statement(&layout);
+    layout.statement = statement::counting(&layout);
     Ok(layout)
 }
 
-/// Runs the layout's statement once and maps its rows.
+/// Runs the layout's statement once for `scopes` and maps its rows.
 pub async fn read(
     client: &deadpool_postgres::Client,
     layout: &Layout,
+    scopes: &[Scope],
 ) -> Result<Reading, DbosError> {
     let statement = client.prepare_cached(&layout.statement).await?;
-    let rows = client.query(&statement, &[]).await?;
+    let parameters = statement::ScopeParameters::of(scopes);
+    let rows = client.query(&statement, &parameters.as_params()).await?;
     let mut reading = Reading {
-        tracks_applications: layout.has_application_name,
-        registration_required: layout
-            .migration
-            .is_some_and(|level| level >= QUEUES_ALWAYS_REGISTERED_FROM),
+        capabilities: layout.capabilities(),
+        scopes: scopes
+            .iter()
+            .map(|scope| (scope.clone(), HashMap::new()))
+            .collect(),
         ..Reading::default()
     };
     for row in rows {
-        let kind: &str = row.try_get("kind")?;
-        let queue: String = row.try_get("queue_name")?;
-        if kind == "config" {
-            let concurrency: Option<i32> = row.try_get("worker_concurrency")?;
-            if let Some(concurrency) = concurrency
-                .and_then(|c| u32::try_from(c).ok())
-                .filter(|c| *c > 0)
-            {
-                reading
-                    .worker_concurrency
-                    .insert(queue.clone(), concurrency);
-            }
-            reading.registered_queues.insert(queue);
-            continue;
-        }
-        let count = |column: &str| -> Result<u64, DbosError> {
-            u64::try_from(row.try_get::<_, i64>(column)?)
-                .map_err(|_| DbosError::Unexpected("a negative count"))
-        };
-        let counts = QueueCounts {
-            enqueued: count("enqueued")?,
-            pending: count("pending")?,
-            delayed_due: count("delayed_due")?,
-        };
-        reading
-            .counts
-            .entry(queue)
-            .or_default()
-            .push((row.try_get("application_name")?, counts));
+        rows::apply(&row, scopes, &mut reading)?;
     }
     Ok(reading)
-}
-
-/// The statement for a layout: a `UNION ALL` of the in-flight arm, the due-delayed arm and
-/// the queue configuration, all distinguished by `kind`.
-fn counting_statement(layout: &Layout) -> String {
-    let table = format!("{}.workflow_status", quote(&layout.schema));
-    let application = if layout.has_application_name {
-        "application_name"
-    } else {
-        "NULL::text"
-    };
-    let mut arms = vec![format!(
-        "SELECT 'depth'::text AS kind, queue_name, {application} AS application_name, \
-         count(*) FILTER (WHERE status = 'ENQUEUED') AS enqueued, \
-         count(*) FILTER (WHERE status = 'PENDING') AS pending, \
-         0::bigint AS delayed_due, NULL::integer AS worker_concurrency \
-         FROM {table} WHERE status IN ('ENQUEUED', 'PENDING') AND queue_name IS NOT NULL \
-         GROUP BY queue_name, 3"
-    )];
-    if layout.has_delayed {
-        arms.push(format!(
-            "SELECT 'depth'::text, queue_name, {application}, 0::bigint, 0::bigint, count(*), NULL::integer \
-             FROM {table} WHERE status = 'DELAYED' \
-             AND delay_until_epoch_ms <= (extract(epoch FROM now()) * 1000)::bigint \
-             AND queue_name IS NOT NULL GROUP BY queue_name, 3"
-        ));
-    }
-    if layout.has_queue_table {
-        arms.push(format!(
-            "SELECT 'config'::text, name, NULL::text, 0::bigint, 0::bigint, 0::bigint, worker_concurrency \
-             FROM {}.queues",
-            quote(&layout.schema)
-        ));
-    }
-    arms.join(" UNION ALL ")
 }
 
 /// Quotes a schema name that [`crate::trigger::is_identifier`] already accepted.
 fn quote(identifier: &str) -> String {
     format!("\"{identifier}\"")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn layout(application: bool, delayed: bool, queues: bool) -> Layout {
-        let mut layout = Layout {
-            schema: "dbos".into(),
-            has_application_name: application,
-            has_delayed: delayed,
-            has_queue_table: queues,
-            migration: None,
-            statement: String::new(),
-        };
-        layout.statement = counting_statement(&layout);
-        layout
-    }
-
-    #[test]
-    fn statuses_are_literals_and_delayed_has_its_own_arm() {
-        let sql = layout(true, true, true).statement;
-        assert!(sql.contains("status IN ('ENQUEUED', 'PENDING')"));
-        assert!(sql.contains("status = 'DELAYED'"));
-        assert!(!sql.contains('$'), "no bind parameters: {sql}");
-        assert!(!sql.contains("'ENQUEUED', 'PENDING', 'DELAYED'"));
-    }
-
-    #[test]
-    fn older_schemas_get_a_statement_without_missing_columns() {
-        let sql = layout(false, false, false).statement;
-        assert!(!sql.contains("application_name AS"));
-        assert!(!sql.contains("delay_until_epoch_ms"));
-        assert!(!sql.contains("queues"));
-        assert!(sql.contains("NULL::text AS application_name"));
-    }
 }

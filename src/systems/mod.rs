@@ -3,16 +3,19 @@
 
 pub mod dbos;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-/// Work items of one queue (for one application), by state.
+use crate::trigger::Scope;
+
+/// Work items by state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueCounts {
     /// Waiting to be picked up.
     pub enqueued: u64,
     /// Picked up by a worker (running, or orphaned by a dead one).
     pub pending: u64,
-    /// Delayed work whose time has come but which no worker has released yet.
+    /// Delayed work whose time has come (or comes within a trigger's lookahead) but which
+    /// no worker has released yet.
     pub delayed_due: u64,
 }
 
@@ -31,47 +34,156 @@ impl QueueCounts {
     }
 }
 
-/// One refresh's result for a whole schema: counts for every queue with work in it.
+/// A queue's work owned by one application and tagged with one application version.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkGroup {
+    /// The owning application (`None`: unclaimed, or the schema records no owners).
+    pub application: Option<String>,
+    /// The application version (`None`: version-less, or the schema records none).
+    pub version: Option<String>,
+    /// The work, by state.
+    pub counts: QueueCounts,
+    /// Age, at read time, of the group's oldest waiting work item (milliseconds).
+    pub oldest_waiting_ms: Option<u64>,
+}
+
+/// A queue's configuration row, as the system stores it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// Work items one worker runs at once.
+    pub worker_concurrency: Option<u32>,
+    /// Work items all workers together run at once.
+    pub concurrency: Option<u32>,
+    /// Work items of one partition running at once, over all workers.
+    pub partition_concurrency: Option<u32>,
+    /// Work items of one partition one worker runs at once.
+    pub partition_worker_concurrency: Option<u32>,
+}
+
+impl QueueConfig {
+    /// Whether partition limits apply to the queue's work.
+    pub fn is_partitioned(&self) -> bool {
+        self.partition_concurrency.is_some() || self.partition_worker_concurrency.is_some()
+    }
+}
+
+/// A queue's configuration and its owner.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegisteredQueue {
+    /// The owning application (`None`: unclaimed, or the schema records no owners).
+    pub application: Option<String>,
+    /// The configuration.
+    pub config: QueueConfig,
+}
+
+/// A partitioned queue's work as one scope sees it (work without a partition key is not
+/// in it: DBOS never dequeues that from a partitioned queue).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionLoad {
+    /// Sum over partitions of `min(depth of the partition, partition_concurrency)`.
+    pub runnable: u64,
+    /// The largest `min(depth of a partition, partition_concurrency)`.
+    pub busiest: u64,
+}
+
+/// One queue's work as one scope (application, version, lookahead) sees it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScopedLoad {
+    /// The work, by state; `delayed_due` includes delayed work due within the lookahead.
+    pub counts: QueueCounts,
+    /// Age, at read time, of the oldest waiting work item (milliseconds).
+    pub oldest_waiting_ms: Option<u64>,
+    /// Work of a partitioned queue, partition by partition.
+    pub partitions: Option<PartitionLoad>,
+}
+
+/// What a schema records, as far as trigger keys depend on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Rows carry an owning application, so an application filter applies.
+    pub tracks_applications: bool,
+    /// Rows carry an application version, so a version filter applies.
+    pub tracks_versions: bool,
+    /// Delayed work has a due time, so a lookahead applies.
+    pub tracks_delays: bool,
+    /// Every queue of this system version has a configuration row, so a queue without one
+    /// (and without work) is a mistake rather than an empty queue.
+    pub registration_required: bool,
+}
+
+/// One refresh's result for a whole schema.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reading {
-    /// Per queue, counts per owning application (`None` = unclaimed, or the schema has no
-    /// application column).
-    pub counts: HashMap<String, Vec<(Option<String>, QueueCounts)>>,
-    /// `worker_concurrency` per queue, where the system stores it.
-    pub worker_concurrency: HashMap<String, u32>,
-    /// Whether rows carry an owning application, so that an application filter applies.
-    pub tracks_applications: bool,
+    /// Per queue with work, its groups by application and version.
+    pub groups: HashMap<String, Vec<WorkGroup>>,
     /// Queues the system has a configuration row for.
-    pub registered_queues: HashSet<String>,
-    /// Whether every queue of this system version has a configuration row, so that a queue
-    /// without one (and without work) is a mistake rather than an empty queue.
-    pub registration_required: bool,
+    pub queues: HashMap<String, RegisteredQueue>,
+    /// Per scope asked for by a trigger, per queue with work in that scope.
+    pub scopes: HashMap<Scope, HashMap<String, ScopedLoad>>,
+    /// What the schema records.
+    pub capabilities: Capabilities,
 }
 
 impl Reading {
     /// Whether `queue` can be told apart from a misspelt or misplaced one: it has work, or
     /// the system registers every queue and has it.
     pub fn knows_queue(&self, queue: &str) -> bool {
-        !self.registration_required
-            || self.registered_queues.contains(queue)
-            || self.counts.contains_key(queue)
+        !self.capabilities.registration_required
+            || self.queues.contains_key(queue)
+            || self.groups.contains_key(queue)
     }
 
-    /// The counts of `queue` visible to `application`: its own and unclaimed work when the
-    /// schema tracks applications, everything otherwise. A queue with no rows counts 0: it
-    /// was read and is empty.
-    pub fn counts(&self, queue: &str, application: Option<&str>) -> QueueCounts {
+    /// The configuration of `queue` that binds `application`'s workers: the queue's row
+    /// when it is unclaimed or theirs (any row when no application is named).
+    pub fn config(&self, queue: &str, application: Option<&str>) -> Option<QueueConfig> {
+        let registered = self.queues.get(queue)?;
+        let visible = match (application, &registered.application) {
+            (Some(wanted), Some(owner)) => owner == wanted,
+            _ => true,
+        };
+        visible.then_some(registered.config)
+    }
+
+    /// `queue`'s work in `scope`; `None` when the scope was not part of this read.
+    pub fn scoped(&self, scope: &Scope, queue: &str) -> Option<ScopedLoad> {
+        let loads = self.scopes.get(scope)?;
+        Some(loads.get(queue).copied().unwrap_or_default())
+    }
+
+    /// Whether this read computed `scope`.
+    pub fn has_scope(&self, scope: &Scope) -> bool {
+        self.scopes.contains_key(scope)
+    }
+
+    /// `queue`'s work over every application and version.
+    pub fn total(&self, queue: &str) -> QueueCounts {
         let mut total = QueueCounts::default();
-        for (owner, counts) in self.counts.get(queue).into_iter().flatten() {
-            let visible = match (application, self.tracks_applications) {
-                (Some(wanted), true) => owner.as_deref().is_none_or(|owner| owner == wanted),
-                _ => true,
-            };
-            if visible {
-                total.add(counts);
-            }
+        for group in self.groups.get(queue).into_iter().flatten() {
+            total.add(&group.counts);
         }
         total
+    }
+
+    /// `queue`'s depth per application version (`None`: version-less), over every
+    /// application.
+    pub fn depth_by_version(&self, queue: &str) -> HashMap<Option<&str>, u64> {
+        let mut depths: HashMap<Option<&str>, u64> = HashMap::new();
+        for group in self.groups.get(queue).into_iter().flatten() {
+            let depth = depths.entry(group.version.as_deref()).or_default();
+            *depth = depth.saturating_add(group.counts.depth());
+        }
+        depths
+    }
+
+    /// Age, at read time, of `queue`'s oldest waiting work item over every application and
+    /// version (milliseconds).
+    pub fn oldest_waiting_ms(&self, queue: &str) -> Option<u64> {
+        self.groups
+            .get(queue)
+            .into_iter()
+            .flatten()
+            .filter_map(|group| group.oldest_waiting_ms)
+            .max()
     }
 }
 
@@ -79,37 +191,82 @@ impl Reading {
 mod tests {
     use super::*;
 
-    fn counts(enqueued: u64, pending: u64, delayed_due: u64) -> QueueCounts {
-        QueueCounts {
-            enqueued,
-            pending,
-            delayed_due,
+    fn group(application: Option<&str>, version: Option<&str>, enqueued: u64) -> WorkGroup {
+        WorkGroup {
+            application: application.map(str::to_owned),
+            version: version.map(str::to_owned),
+            counts: QueueCounts {
+                enqueued,
+                pending: 1,
+                delayed_due: 0,
+            },
+            oldest_waiting_ms: Some(enqueued * 1000),
         }
     }
 
     #[test]
     fn depth_adds_all_three_states() {
-        assert_eq!(counts(3, 2, 1).depth(), 6);
+        let counts = QueueCounts {
+            enqueued: 3,
+            pending: 2,
+            delayed_due: 1,
+        };
+        assert_eq!(counts.depth(), 6);
     }
 
     #[test]
-    fn application_filter_keeps_own_and_unclaimed_work() {
-        let mut reading = Reading {
-            tracks_applications: true,
-            ..Reading::default()
-        };
-        reading.counts.insert(
+    fn totals_and_versions_cover_every_group() {
+        let mut reading = Reading::default();
+        reading.groups.insert(
             "q".into(),
             vec![
-                (Some("billing".into()), counts(1, 0, 0)),
-                (Some("search".into()), counts(10, 0, 0)),
-                (None, counts(0, 2, 1)),
+                group(Some("billing"), Some("v1"), 2),
+                group(Some("search"), Some("v1"), 4),
+                group(None, None, 7),
             ],
         );
-        assert_eq!(reading.counts("q", Some("billing")).depth(), 4);
-        assert_eq!(reading.counts("q", None).depth(), 14);
-        assert_eq!(reading.counts("other", Some("billing")).depth(), 0);
-        reading.tracks_applications = false;
-        assert_eq!(reading.counts("q", Some("billing")).depth(), 14);
+        assert_eq!(reading.total("q").depth(), 16);
+        let by_version = reading.depth_by_version("q");
+        assert_eq!(by_version[&Some("v1")], 8);
+        assert_eq!(by_version[&None], 8);
+        assert_eq!(reading.oldest_waiting_ms("q"), Some(7000));
+        assert_eq!(reading.total("other").depth(), 0);
+    }
+
+    #[test]
+    fn a_queue_row_binds_its_owner_and_unclaimed_rows_bind_everyone() {
+        let mut reading = Reading::default();
+        let config = QueueConfig {
+            worker_concurrency: Some(2),
+            ..QueueConfig::default()
+        };
+        reading.queues.insert(
+            "billing-q".into(),
+            RegisteredQueue {
+                application: Some("billing".into()),
+                config,
+            },
+        );
+        reading.queues.insert(
+            "shared-q".into(),
+            RegisteredQueue {
+                application: None,
+                config,
+            },
+        );
+        assert_eq!(reading.config("billing-q", Some("billing")), Some(config));
+        assert_eq!(reading.config("billing-q", None), Some(config));
+        assert_eq!(reading.config("billing-q", Some("search")), None);
+        assert_eq!(reading.config("shared-q", Some("search")), Some(config));
+        assert_eq!(reading.config("missing", None), None);
+    }
+
+    #[test]
+    fn a_scope_that_was_read_counts_absent_queues_as_empty() {
+        let mut reading = Reading::default();
+        let scope = crate::trigger::from_pairs(&[("queue", "q")]).scope;
+        assert_eq!(reading.scoped(&scope, "q"), None);
+        reading.scopes.insert(scope.clone(), HashMap::new());
+        assert_eq!(reading.scoped(&scope, "q"), Some(ScopedLoad::default()));
     }
 }

@@ -107,10 +107,38 @@ pub fn scaled_object(name: &str, metadata: &[(&str, &str)]) -> ScaledObjectRef {
 }
 
 /// Asks for the trigger's metric the way KEDA does: GetMetricSpec, then GetMetrics by name.
+/// For metrics that count (replicas, depth): the value, equal as integer and float.
 pub async fn metric_value(
     client: &mut ExternalScalerClient<Channel>,
     reference: &ScaledObjectRef,
 ) -> Result<i64, tonic::Status> {
+    let value = fetch_metric(client, reference).await?;
+    assert_eq!(
+        value.metric_value as f64, value.metric_value_float,
+        "int and float agree"
+    );
+    Ok(value.metric_value)
+}
+
+/// Like [`metric_value`], for `metric: latency`: the float value in seconds (the integer
+/// is the same, rounded up).
+pub async fn latency_seconds(
+    client: &mut ExternalScalerClient<Channel>,
+    reference: &ScaledObjectRef,
+) -> Result<f64, tonic::Status> {
+    let value = fetch_metric(client, reference).await?;
+    assert_eq!(
+        value.metric_value as f64,
+        value.metric_value_float.ceil(),
+        "the integer is the float rounded up"
+    );
+    Ok(value.metric_value_float)
+}
+
+async fn fetch_metric(
+    client: &mut ExternalScalerClient<Channel>,
+    reference: &ScaledObjectRef,
+) -> Result<pg_queue_scaler::grpc::proto::MetricValue, tonic::Status> {
     let spec = client
         .get_metric_spec(reference.clone())
         .await?
@@ -125,13 +153,9 @@ pub async fn metric_value(
         .await?
         .into_inner();
     assert_eq!(metrics.metric_values.len(), 1, "exactly one metric value");
-    let value = &metrics.metric_values[0];
+    let value = metrics.metric_values[0].clone();
     assert_eq!(value.metric_name, name, "the value is named as requested");
-    assert_eq!(
-        value.metric_value as f64, value.metric_value_float,
-        "int and float agree"
-    );
-    Ok(value.metric_value)
+    Ok(value)
 }
 
 /// Writes DBOS workflow rows the way DBOS does.
@@ -173,73 +197,135 @@ impl Workflows {
             .expect("register queue");
     }
 
+    /// Registers a queue with DBOS's limits, as `DBOS.register_queue` does.
+    pub async fn register_limited_queue(&self, queue: &str, limits: QueueLimits) {
+        self.client
+            .execute(
+                &format!(
+                    "INSERT INTO {}.queues (name, worker_concurrency, concurrency, \
+                     partition_concurrency, partition_worker_concurrency) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (name) DO UPDATE SET worker_concurrency = EXCLUDED.worker_concurrency, \
+                     concurrency = EXCLUDED.concurrency, \
+                     partition_concurrency = EXCLUDED.partition_concurrency, \
+                     partition_worker_concurrency = EXCLUDED.partition_worker_concurrency",
+                    self.schema
+                ),
+                &[
+                    &queue,
+                    &limits.worker_concurrency,
+                    &limits.concurrency,
+                    &limits.partition_concurrency,
+                    &limits.partition_worker_concurrency,
+                ],
+            )
+            .await
+            .expect("register limited queue");
+    }
+
+    /// Registers an application version as a DBOS launch does, `age_ms` ago (a larger age
+    /// is an older version), owned by `application` where the schema records owners.
+    pub async fn register_version(&self, version: &str, age_ms: i64, application: Option<&str>) {
+        let (column, value) = if self.with_application {
+            (", application_name", ", $3")
+        } else {
+            ("", "")
+        };
+        let sql = format!(
+            "INSERT INTO {}.application_versions (version_id, version_name, version_timestamp{column}) \
+             VALUES ($1, $1, (extract(epoch FROM now()) * 1000)::bigint - $2::bigint{value})",
+            self.schema
+        );
+        let application = application.map(str::to_owned);
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&version, &age_ms];
+        if self.with_application {
+            params.push(&application);
+        }
+        self.client
+            .execute(&sql, &params)
+            .await
+            .expect("register version");
+    }
+
     /// Enqueues `count` workflows as DBOSClient does: ENQUEUED, no executor, no start time.
     pub async fn enqueue(&mut self, queue: &str, count: u32, application: Option<&str>) {
-        for _ in 0..count {
-            self.insert("ENQUEUED", Some(queue), application, None)
-                .await;
-        }
+        self.add(
+            &Work {
+                application,
+                ..Work::enqueued(queue)
+            },
+            count,
+        )
+        .await;
     }
 
     /// Workflows a worker has dequeued: PENDING with an executor and a start time.
     pub async fn running(&mut self, queue: &str, count: u32, application: Option<&str>) {
-        for _ in 0..count {
-            let id = self.insert("PENDING", Some(queue), application, None).await;
-            self.client
-                .execute(
-                    &format!(
-                        "UPDATE {}.workflow_status SET executor_id = 'worker-1', owner_xid = 'x', \
-                         started_at_epoch_ms = (extract(epoch FROM now()) * 1000)::bigint, \
-                         recovery_attempts = 1 WHERE workflow_uuid = $1",
-                        self.schema
-                    ),
-                    &[&id],
-                )
-                .await
-                .expect("mark running");
-        }
+        self.add(
+            &Work {
+                application,
+                ..Work::running(queue)
+            },
+            count,
+        )
+        .await;
     }
 
     /// Delayed workflows, due `offset_ms` from now (negative: already due).
     pub async fn delayed(&mut self, queue: &str, count: u32, offset_ms: i64) {
-        for _ in 0..count {
-            self.insert("DELAYED", Some(queue), None, Some(offset_ms))
-                .await;
-        }
+        self.add(&Work::delayed(queue, offset_ms), count).await;
     }
 
     /// Workflows in any other state (finished, or started without a queue).
     pub async fn other(&mut self, status: &str, queue: Option<&str>, count: u32) {
-        for _ in 0..count {
-            self.insert(status, queue, None, None).await;
-        }
+        let work = Work {
+            queue,
+            status,
+            ..Work::enqueued("")
+        };
+        self.add(&work, count).await;
     }
 
-    async fn insert(
-        &mut self,
-        status: &str,
-        queue: Option<&str>,
-        application: Option<&str>,
-        delay_offset_ms: Option<i64>,
-    ) -> String {
+    /// Writes `count` workflows shaped like `work`; returns their ids.
+    pub async fn add(&mut self, work: &Work<'_>, count: u32) -> Vec<String> {
+        let mut ids = Vec::new();
+        for _ in 0..count {
+            ids.push(self.insert(work).await);
+        }
+        ids
+    }
+
+    async fn insert(&mut self, work: &Work<'_>) -> String {
         self.next += 1;
         let id = format!("wf-{}-{}", std::process::id(), self.next);
-        let application_column = if self.with_application {
-            ", application_name"
+        let (application_column, application_value) = if self.with_application {
+            (", application_name", ", $8")
         } else {
-            ""
+            ("", "")
         };
-        let application_value = if self.with_application { ", $5" } else { "" };
+        let running = work.status == "PENDING";
         let sql = format!(
             "INSERT INTO {}.workflow_status (workflow_uuid, status, name, queue_name, \
-             delay_until_epoch_ms{application_column}) VALUES ($1, $2, 'work', $3, \
+             delay_until_epoch_ms, application_version, queue_partition_key, created_at, \
+             executor_id, owner_xid, started_at_epoch_ms, recovery_attempts{application_column}) \
+             VALUES ($1, $2, 'work', $3, \
              CASE WHEN $4::bigint IS NULL THEN NULL \
-             ELSE (extract(epoch FROM now()) * 1000)::bigint + $4::bigint END{application_value})",
+             ELSE (extract(epoch FROM now()) * 1000)::bigint + $4::bigint END, $5, $6, \
+             (extract(epoch FROM now()) * 1000)::bigint - $7::bigint, \
+             CASE WHEN {running} THEN 'worker-1' END, CASE WHEN {running} THEN 'x' END, \
+             CASE WHEN {running} THEN (extract(epoch FROM now()) * 1000)::bigint END, \
+             CASE WHEN {running} THEN 1 ELSE 0 END{application_value})",
             self.schema
         );
-        let application = application.map(str::to_owned);
-        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-            vec![&id, &status, &queue, &delay_offset_ms];
+        let application = work.application.map(str::to_owned);
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+            &id,
+            &work.status,
+            &work.queue,
+            &work.delay_offset_ms,
+            &work.version,
+            &work.partition,
+            &work.age_ms,
+        ];
         if self.with_application {
             params.push(&application);
         }
@@ -248,6 +334,86 @@ impl Workflows {
             .await
             .expect("insert workflow");
         id
+    }
+
+    /// Marks the workflows `ids` finished, as a worker does when they complete.
+    pub async fn finish(&self, ids: &[String]) {
+        self.client
+            .execute(
+                &format!(
+                    "UPDATE {}.workflow_status SET status = 'SUCCESS', \
+                     completed_at = (extract(epoch FROM now()) * 1000)::bigint \
+                     WHERE workflow_uuid = ANY($1)",
+                    self.schema
+                ),
+                &[&ids],
+            )
+            .await
+            .expect("finish workflows");
+    }
+}
+
+/// DBOS's limits of a queue, as `dbos.queues` stores them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueLimits {
+    /// Work items one worker runs at once.
+    pub worker_concurrency: Option<i32>,
+    /// Work items all workers run at once.
+    pub concurrency: Option<i32>,
+    /// Work items of one partition running at once.
+    pub partition_concurrency: Option<i32>,
+    /// Work items of one partition one worker runs at once.
+    pub partition_worker_concurrency: Option<i32>,
+}
+
+/// The shape of workflow rows to write.
+#[derive(Debug, Clone, Copy)]
+pub struct Work<'a> {
+    /// The queue (`None`: started directly).
+    pub queue: Option<&'a str>,
+    /// `ENQUEUED`, `PENDING` (written as a worker claims it), `DELAYED`, ...
+    pub status: &'a str,
+    /// The owning application, where the schema records owners.
+    pub application: Option<&'a str>,
+    /// The application version (`None`: version-less).
+    pub version: Option<&'a str>,
+    /// The partition key.
+    pub partition: Option<&'a str>,
+    /// For delayed work: due this far from now (negative: already due).
+    pub delay_offset_ms: Option<i64>,
+    /// Created this long ago.
+    pub age_ms: i64,
+}
+
+impl<'a> Work<'a> {
+    /// Waiting work, as DBOSClient enqueues it: version-less, unowned, created now.
+    pub fn enqueued(queue: &'a str) -> Self {
+        Work {
+            queue: Some(queue),
+            status: "ENQUEUED",
+            application: None,
+            version: None,
+            partition: None,
+            delay_offset_ms: None,
+            age_ms: 0,
+        }
+    }
+
+    /// Running work, claimed by a worker.
+    pub fn running(queue: &'a str) -> Self {
+        Work {
+            status: "PENDING",
+            ..Work::enqueued(queue)
+        }
+    }
+
+    /// Delayed work, due `offset_ms` from now.
+    pub fn delayed(queue: &'a str, offset_ms: i64) -> Self {
+        Work {
+            status: "DELAYED",
+            delay_offset_ms: Some(offset_ms),
+            ..Work::enqueued(queue)
+        }
     }
 }
 

@@ -1,0 +1,85 @@
+//! The scopes (application, version, lookahead) a source's triggers ask for. The refresh
+//! statement computes each one, so only scopes in use are kept: a scope nobody asked about
+//! for `idle_after`, and that no stream holds, is dropped from the next read.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::sync::lock;
+use crate::trigger::Scope;
+
+/// The scopes in use on one source.
+#[derive(Debug, Default)]
+pub(super) struct ScopeRegistry {
+    uses: Mutex<HashMap<Scope, ScopeUse>>,
+}
+
+#[derive(Debug)]
+struct ScopeUse {
+    last_used: Instant,
+    streams: usize,
+}
+
+impl ScopeRegistry {
+    /// Marks `scope` used now (adding it); with `stream`, also counts a stream holding it.
+    pub(super) fn touch(&self, scope: &Scope, stream: bool) {
+        let mut uses = lock(&self.uses);
+        let now = Instant::now();
+        let streams = usize::from(stream);
+        match uses.get_mut(scope) {
+            Some(known) => {
+                known.last_used = now;
+                known.streams += streams;
+            }
+            None => {
+                uses.insert(
+                    scope.clone(),
+                    ScopeUse {
+                        last_used: now,
+                        streams,
+                    },
+                );
+            }
+        }
+    }
+
+    /// A stream holding `scope` has ended; the scope counts as used until now.
+    pub(super) fn release(&self, scope: &Scope) {
+        if let Some(known) = lock(&self.uses).get_mut(scope) {
+            known.last_used = Instant::now();
+            known.streams = known.streams.saturating_sub(1);
+        }
+    }
+
+    /// The scopes to read now, after dropping those idle for longer than `idle_after`.
+    pub(super) fn live(&self, idle_after: Duration) -> Vec<Scope> {
+        let mut uses = lock(&self.uses);
+        uses.retain(|_, known| known.streams > 0 || known.last_used.elapsed() <= idle_after);
+        uses.keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope(version: &str) -> Scope {
+        crate::trigger::from_pairs(&[("queue", "q"), ("applicationVersion", version)]).scope
+    }
+
+    #[test]
+    fn idle_scopes_are_dropped_unless_a_stream_holds_them() {
+        let registry = ScopeRegistry::default();
+        registry.touch(&scope("v1"), false);
+        registry.touch(&scope("v2"), true);
+        registry.touch(&scope("v1"), false);
+        let mut live = registry.live(Duration::from_secs(60));
+        live.sort_by_key(|scope| format!("{:?}", scope.version));
+        assert_eq!(live, vec![scope("v1"), scope("v2")]);
+        assert_eq!(registry.live(Duration::ZERO), vec![scope("v2")]);
+        registry.release(&scope("v2"));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(registry.live(Duration::ZERO).is_empty());
+    }
+}

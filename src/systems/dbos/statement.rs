@@ -1,0 +1,313 @@
+//! The one statement a DBOS source runs per refresh, built for the columns its schema has.
+//!
+//! It returns four kinds of rows, told apart by `kind`:
+//! - `group`: per queue, owning application and application version, the work by state
+//!   (for metrics, and to tell a known queue from a misspelt one);
+//! - `scope`: per trigger scope (application, version, lookahead) and queue, the work its
+//!   workers may run: DBOS's own dequeue rule, with "latest" resolved in the same snapshot;
+//! - `partition`: per scope and partitioned queue, the work summed over partitions with
+//!   each partition capped at `partition_concurrency`, and the busiest partition, computed
+//!   in the database so that partitions are never fetched;
+//! - `config`: the queues' configuration rows.
+//!
+//! Statuses are SQL literals so that DBOS's partial indexes serve every arm (a bound status
+//! list or an extra status turns a scan of the in-flight rows into a scan of every finished
+//! workflow). Scopes arrive as four parallel array parameters; the statement text depends
+//! only on the schema, so it is prepared once per connection.
+
+use tokio_postgres::types::ToSql;
+
+use super::{Layout, quote};
+use crate::trigger::{Scope, VersionFilter};
+
+/// The scopes of one read as the statement's parameters `$1` to `$4`.
+pub(super) struct ScopeParameters {
+    applications: Vec<Option<String>>,
+    versions: Vec<Option<String>>,
+    latest: Vec<bool>,
+    lookahead_ms: Vec<i64>,
+}
+
+impl ScopeParameters {
+    /// The parameters for `scopes`; the statement numbers them from 1 in this order.
+    pub(super) fn of(scopes: &[Scope]) -> Self {
+        let mut parameters = Self {
+            applications: Vec::with_capacity(scopes.len()),
+            versions: Vec::with_capacity(scopes.len()),
+            latest: Vec::with_capacity(scopes.len()),
+            lookahead_ms: Vec::with_capacity(scopes.len()),
+        };
+        for scope in scopes {
+            parameters.applications.push(scope.application.clone());
+            let (version, latest) = match &scope.version {
+                VersionFilter::All => (None, false),
+                VersionFilter::Latest => (None, true),
+                VersionFilter::Named(name) => (Some(name.clone()), false),
+            };
+            parameters.versions.push(version);
+            parameters.latest.push(latest);
+            // At most 24h (checked when the trigger is parsed), so it fits.
+            let lookahead = i64::try_from(scope.lookahead.as_millis()).unwrap_or(i64::MAX);
+            parameters.lookahead_ms.push(lookahead);
+        }
+        parameters
+    }
+
+    /// The values to bind, in order.
+    pub(super) fn as_params(&self) -> [&(dyn ToSql + Sync); 4] {
+        [
+            &self.applications,
+            &self.versions,
+            &self.latest,
+            &self.lookahead_ms,
+        ]
+    }
+}
+
+/// The refresh statement for `layout`. Columns the schema lacks become typed NULLs (and
+/// tables it lacks, empty relations), so every arm keeps one shape.
+pub(super) fn counting(layout: &Layout) -> String {
+    let schema = quote(&layout.schema);
+    let column = |present: bool, name: &'static str, null: &'static str| {
+        if present { name } else { null }
+    };
+    let application = column(
+        layout.has_application_name,
+        "application_name",
+        "NULL::text",
+    );
+    let version = column(
+        layout.has_application_version,
+        "application_version",
+        "NULL::text",
+    );
+    let partition_key = column(
+        layout.has_partition_key,
+        "queue_partition_key",
+        "NULL::text",
+    );
+    let latest = latest_version(layout);
+    let delayed = if layout.has_delayed {
+        format!(
+            "SELECT queue_name, {application} AS app, {version} AS ver, \
+             {partition_key} AS partition_key, delay_until_epoch_ms AS due \
+             FROM {schema}.workflow_status WHERE status = 'DELAYED' AND queue_name IS NOT NULL \
+             AND delay_until_epoch_ms <= (SELECT now_ms FROM clock) \
+             + (SELECT coalesce(max(lookahead_ms), 0) FROM scope)"
+        )
+    } else {
+        "SELECT NULL::text AS queue_name, NULL::text AS app, NULL::text AS ver, \
+         NULL::text AS partition_key, NULL::bigint AS due WHERE false"
+            .to_owned()
+    };
+    let partitioned = if layout.has_partition_limits {
+        format!(
+            "SELECT name, partition_concurrency AS per_partition FROM {schema}.queues \
+             WHERE partition_concurrency IS NOT NULL OR partition_worker_concurrency IS NOT NULL"
+        )
+    } else {
+        "SELECT NULL::text AS name, NULL::integer AS per_partition WHERE false".to_owned()
+    };
+    let ctes = [
+        "scope AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bool[], $4::int8[]) \
+         WITH ORDINALITY AS s(app, version, latest_wanted, lookahead_ms, id))"
+            .to_owned(),
+        format!(
+            "resolved AS (SELECT id, app, lookahead_ms, \
+             version IS NULL AND NOT latest_wanted AS every_version, \
+             CASE WHEN latest_wanted THEN latest ELSE version END AS version, latest \
+             FROM (SELECT s.*, {latest} AS latest FROM scope s) AS with_latest)"
+        ),
+        "clock AS (SELECT (extract(epoch FROM now()) * 1000)::bigint AS now_ms)".to_owned(),
+        format!(
+            "in_flight AS (SELECT queue_name, {application} AS app, {version} AS ver, \
+             count(*) FILTER (WHERE status = 'ENQUEUED') AS enqueued, \
+             count(*) FILTER (WHERE status = 'PENDING') AS pending, \
+             min(created_at) FILTER (WHERE status = 'ENQUEUED') AS waiting_since \
+             FROM {schema}.workflow_status \
+             WHERE status IN ('ENQUEUED', 'PENDING') AND queue_name IS NOT NULL \
+             GROUP BY 1, 2, 3)"
+        ),
+        format!("delayed AS ({delayed})"),
+        // Delayed rows are kept one by one: each scope has its own lookahead window. Only
+        // rows already due are waiting.
+        "work AS (SELECT queue_name, app, ver, enqueued, pending, 0::bigint AS delayed, \
+         waiting_since, NULL::bigint AS due FROM in_flight \
+         UNION ALL SELECT queue_name, app, ver, 0, 0, 1, \
+         CASE WHEN due <= (SELECT now_ms FROM clock) THEN due END, due FROM delayed)"
+            .to_owned(),
+        format!("partitioned AS ({partitioned})"),
+        format!(
+            "keyed AS (SELECT queue_name, {partition_key} AS partition_key, {application} AS app, \
+             {version} AS ver, count(*) AS items, NULL::bigint AS due \
+             FROM {schema}.workflow_status \
+             WHERE status IN ('ENQUEUED', 'PENDING') AND {partition_key} IS NOT NULL \
+             AND queue_name IN (SELECT name FROM partitioned) GROUP BY 1, 2, 3, 4 \
+             UNION ALL SELECT queue_name, partition_key, app, ver, 1, due FROM delayed \
+             WHERE partition_key IS NOT NULL AND queue_name IN (SELECT name FROM partitioned))"
+        ),
+        format!(
+            "partition_depth AS (SELECT r.id, k.queue_name, k.partition_key, \
+             sum(k.items) AS depth FROM resolved r JOIN keyed k ON {} GROUP BY 1, 2, 3)",
+            in_scope("k")
+        ),
+    ];
+    let mut arms = vec![
+        format!(
+            "SELECT 'group'::text AS kind, NULL::bigint AS scope_id, queue_name, \
+             app AS application_name, ver AS application_version, \
+             sum(enqueued)::bigint AS enqueued, sum(pending)::bigint AS pending, \
+             sum(delayed)::bigint AS delayed, {oldest} AS oldest_waiting_ms, \
+             NULL::bigint AS runnable, NULL::bigint AS busiest, \
+             NULL::integer AS worker_concurrency, NULL::integer AS concurrency, \
+             NULL::integer AS partition_concurrency, NULL::integer AS partition_worker_concurrency \
+             FROM work WHERE due IS NULL OR due <= (SELECT now_ms FROM clock) \
+             GROUP BY queue_name, app, ver",
+            oldest = OLDEST
+        ),
+        format!(
+            "SELECT 'scope', r.id, w.queue_name, NULL, NULL, sum(w.enqueued)::bigint, \
+             sum(w.pending)::bigint, sum(w.delayed)::bigint, {oldest}, NULL, NULL, \
+             NULL, NULL, NULL, NULL \
+             FROM resolved r JOIN work w ON {scope} GROUP BY r.id, w.queue_name",
+            oldest = OLDEST.replace("waiting_since", "w.waiting_since"),
+            scope = in_scope("w")
+        ),
+        "SELECT 'partition', d.id, d.queue_name, NULL, NULL, NULL, NULL, NULL, NULL, \
+         sum(least(d.depth, coalesce(p.per_partition, d.depth)))::bigint, \
+         max(least(d.depth, coalesce(p.per_partition, d.depth)))::bigint, \
+         NULL, NULL, NULL, NULL \
+         FROM partition_depth d JOIN partitioned p ON p.name = d.queue_name \
+         GROUP BY d.id, d.queue_name"
+            .to_owned(),
+    ];
+    if layout.has_queue_table {
+        let owner = column(layout.has_queue_owner, "application_name", "NULL::text");
+        let concurrency = column(
+            layout.has_global_concurrency,
+            "concurrency",
+            "NULL::integer",
+        );
+        let (per_partition, per_partition_worker) = if layout.has_partition_limits {
+            ("partition_concurrency", "partition_worker_concurrency")
+        } else {
+            ("NULL::integer", "NULL::integer")
+        };
+        arms.push(format!(
+            "SELECT 'config', NULL, name, {owner}, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+             worker_concurrency, {concurrency}, {per_partition}, {per_partition_worker} \
+             FROM {schema}.queues"
+        ));
+    }
+    format!("WITH {} {}", ctes.join(", "), arms.join(" UNION ALL "))
+}
+
+/// Age in milliseconds, at read time, of the oldest `waiting_since`.
+const OLDEST: &str = "((SELECT now_ms FROM clock) - min(waiting_since))::bigint";
+
+/// The newest registered version visible to scope `s`: its application's own and unclaimed
+/// versions (every application's when it names none), as DBOS decides "latest".
+fn latest_version(layout: &Layout) -> String {
+    if !layout.has_version_table {
+        return "NULL::text".to_owned();
+    }
+    let owner = if layout.has_version_owner {
+        "WHERE s.app IS NULL OR v.application_name = s.app OR v.application_name IS NULL "
+    } else {
+        ""
+    };
+    format!(
+        "(SELECT v.version_name FROM {}.application_versions v {owner}\
+         ORDER BY v.version_timestamp DESC LIMIT 1)",
+        quote(&layout.schema)
+    )
+}
+
+/// Whether the row aliased `row` is work a worker of scope `r` may run: its application's
+/// or unclaimed; of its version, or version-less when that version is the latest (or none is
+/// registered); due within its lookahead.
+fn in_scope(row: &str) -> String {
+    format!(
+        "(r.app IS NULL OR {row}.app IS NULL OR {row}.app = r.app) \
+         AND (r.every_version OR {row}.ver = r.version \
+              OR ({row}.ver IS NULL AND (r.latest IS NULL OR r.latest = r.version))) \
+         AND ({row}.due IS NULL OR {row}.due <= (SELECT now_ms FROM clock) + r.lookahead_ms)"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(current: bool) -> Layout {
+        let mut layout = Layout {
+            schema: "dbos".into(),
+            has_application_name: current,
+            has_application_version: current,
+            has_delayed: current,
+            has_partition_key: current,
+            has_queue_table: current,
+            has_queue_owner: current,
+            has_global_concurrency: current,
+            has_partition_limits: current,
+            has_version_table: current,
+            has_version_owner: current,
+            migration: None,
+            statement: String::new(),
+        };
+        layout.statement = counting(&layout);
+        layout
+    }
+
+    #[test]
+    fn statuses_are_literals_and_delayed_has_its_own_arm() {
+        let sql = layout(true).statement;
+        assert!(sql.contains("status IN ('ENQUEUED', 'PENDING')"));
+        assert!(sql.contains("status = 'DELAYED'"));
+        assert!(!sql.contains("'ENQUEUED', 'PENDING', 'DELAYED'"));
+        // The only parameters are the four scope arrays.
+        for index in 1..=4 {
+            assert!(sql.contains(&format!("${index}::")), "${index} in {sql}");
+        }
+        assert!(!sql.contains("$5"));
+    }
+
+    #[test]
+    fn older_schemas_get_a_statement_without_missing_columns() {
+        let sql = layout(false).statement;
+        for column in [
+            "application_name AS app",
+            "application_version AS ver",
+            "delay_until_epoch_ms",
+            "queue_partition_key",
+            "partition_concurrency AS",
+            "application_versions",
+            ".queues",
+        ] {
+            assert!(!sql.contains(column), "{column} in {sql}");
+        }
+    }
+
+    #[test]
+    fn scopes_become_parallel_arrays() {
+        let scopes = [
+            crate::trigger::from_pairs(&[("queue", "q")]).scope,
+            crate::trigger::from_pairs(&[
+                ("queue", "q"),
+                ("applicationName", "billing"),
+                ("applicationVersion", "latest"),
+                ("delayedLookahead", "90s"),
+            ])
+            .scope,
+            crate::trigger::from_pairs(&[("queue", "q"), ("applicationVersion", "v2")]).scope,
+        ];
+        let parameters = ScopeParameters::of(&scopes);
+        assert_eq!(
+            parameters.applications,
+            vec![None, Some("billing".to_owned()), None]
+        );
+        assert_eq!(parameters.versions, vec![None, None, Some("v2".to_owned())]);
+        assert_eq!(parameters.latest, vec![false, true, false]);
+        assert_eq!(parameters.lookahead_ms, vec![0, 90_000, 0]);
+    }
+}
