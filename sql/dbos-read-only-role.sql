@@ -3,8 +3,11 @@
 -- What the scaler reads, and therefore all this file grants:
 --   * pg_catalog (pg_class, pg_attribute), to discover which DBOS columns exist and which
 --     of them it may read (readable by every role, so no grant is needed for it),
---   * <schema>.workflow_status (queue_name, status, application_name, delay_until_epoch_ms),
---   * <schema>.queues (name, worker_concurrency),
+--   * <schema>.workflow_status (queue_name, status, created_at, application_name,
+--     application_version, delay_until_epoch_ms, queue_partition_key),
+--   * <schema>.queues (name, application_name, worker_concurrency, concurrency,
+--     partition_concurrency, partition_worker_concurrency),
+--   * <schema>.application_versions (version_name, version_timestamp, application_name),
 --   * <schema>.dbos_migrations (version).
 -- Nothing else: not workflow inputs, outputs, errors or events, and no write of any kind.
 --
@@ -112,10 +115,26 @@ BEGIN
             ('workflow_status', 'application_name', 'applicationName filter'),
             -- when a DELAYED workflow becomes due (DBOS migration 16+): due work counts
             ('workflow_status', 'delay_until_epoch_ms', 'due delayed workflows'),
+            -- when a workflow was enqueued: the age of the oldest waiting one (latency)
+            ('workflow_status', 'created_at', 'oldest waiting workflow'),
+            -- the version a workflow is pinned to: the applicationVersion filter
+            ('workflow_status', 'application_version', 'applicationVersion filter'),
+            -- the partition a workflow belongs to: partition concurrency limits
+            ('workflow_status', 'queue_partition_key', 'partition limits'),
             -- queue names, to match the configuration to the counted queues
             ('queues', 'name', 'queue configuration'),
+            -- the application owning a queue (DBOS migration 101+): whose limits apply
+            ('queues', 'application_name', 'queue owner'),
             -- per-worker concurrency: replicas = ceil(depth / worker_concurrency)
             ('queues', 'worker_concurrency', 'replica target per queue'),
+            -- global and per-partition concurrency: how much work can run at once
+            ('queues', 'concurrency', 'global concurrency limit'),
+            ('queues', 'partition_concurrency', 'partition concurrency limit'),
+            ('queues', 'partition_worker_concurrency', 'partition worker concurrency limit'),
+            -- registered versions (DBOS migration 13+; owners from 103): which is the latest
+            ('application_versions', 'version_name', 'latest application version'),
+            ('application_versions', 'version_timestamp', 'latest application version'),
+            ('application_versions', 'application_name', 'latest application version'),
             -- the DBOS schema version, logged at discovery
             ('dbos_migrations', 'version', 'schema version')
         ) AS needed (table_name, column_name, why)

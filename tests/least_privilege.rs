@@ -75,13 +75,26 @@ fn expected_columns(schema: &str, fixture: Fixture) -> BTreeSet<(String, String,
     let mut columns = vec![
         ("workflow_status", "queue_name"),
         ("workflow_status", "status"),
+        ("workflow_status", "created_at"),
+        ("workflow_status", "application_version"),
         ("workflow_status", "delay_until_epoch_ms"),
+        ("workflow_status", "queue_partition_key"),
         ("queues", "name"),
         ("queues", "worker_concurrency"),
+        ("queues", "concurrency"),
+        ("application_versions", "version_name"),
+        ("application_versions", "version_timestamp"),
         ("dbos_migrations", "version"),
     ];
+    // Added by DBOS migrations 100 to 108, which py 2.29.0 predates.
     if fixture.has_application_name() {
-        columns.push(("workflow_status", "application_name"));
+        columns.extend([
+            ("workflow_status", "application_name"),
+            ("queues", "application_name"),
+            ("queues", "partition_concurrency"),
+            ("queues", "partition_worker_concurrency"),
+            ("application_versions", "application_name"),
+        ]);
     }
     columns
         .into_iter()
@@ -300,7 +313,9 @@ async fn the_role_cannot_read_payloads_or_write() {
         // What the scaler needs is readable.
         let mut allowed = vec![
             "SELECT queue_name, status, delay_until_epoch_ms FROM dbos.workflow_status",
-            "SELECT name, worker_concurrency FROM dbos.queues",
+            "SELECT name, worker_concurrency, concurrency FROM dbos.queues",
+            "SELECT created_at, application_version, queue_partition_key FROM dbos.workflow_status",
+            "SELECT version_name, version_timestamp FROM dbos.application_versions",
             "SELECT max(version) FROM dbos.dbos_migrations",
             "SELECT count(*) FROM dbos.workflow_status WHERE status = 'ENQUEUED'",
         ];
@@ -321,7 +336,8 @@ async fn the_role_cannot_read_payloads_or_write() {
             "SELECT error FROM dbos.workflow_status",
             "SELECT workflow_uuid FROM dbos.workflow_status",
             "SELECT * FROM dbos.workflow_status",
-            "SELECT concurrency FROM dbos.queues",
+            "SELECT rate_limit_max FROM dbos.queues",
+            "SELECT version_id FROM dbos.application_versions",
             "SELECT * FROM dbos.operation_outputs",
             "SELECT * FROM dbos.notifications",
             "SELECT * FROM dbos.workflow_events",
