@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::postgres::{Cluster, eventually, free_port};
-use common::{is_active, metric_value, next_activity, python, scaled_object};
+use common::{dbos_app, is_active, metric_value, next_activity, scaled_object};
 use pg_queue_scaler::grpc::proto::external_scaler_client::ExternalScalerClient;
 use tokio_stream::StreamExt;
 use tonic::Code;
@@ -19,22 +19,6 @@ fn scaler_binary() -> PathBuf {
     std::env::var_os("PGQS_E2E_BINARY")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_pg-queue-scaler")))
-}
-
-/// Runs the DBOS app with `args` against `url` and checks it succeeded.
-fn dbos_app(url: &str, args: &[&str]) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/dbos_app.py");
-    let output = Command::new(python())
-        .arg(script)
-        .args(args)
-        .env("DBOS_SYSTEM_DATABASE_URL", url)
-        .output()
-        .expect("run the DBOS app");
-    assert!(
-        output.status.success(),
-        "dbos_app.py {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// Kills the scaler if the test fails before stopping it.

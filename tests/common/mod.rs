@@ -461,6 +461,24 @@ pub fn python() -> std::path::PathBuf {
     path
 }
 
+/// Runs the real DBOS app (`tests/e2e/dbos_app.py`) with `args` against `url`, checks it
+/// succeeded and returns what it printed (one JSON object).
+pub fn dbos_app(url: &str, args: &[&str]) -> String {
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/dbos_app.py");
+    let output = std::process::Command::new(python())
+        .arg(script)
+        .args(args)
+        .env("DBOS_SYSTEM_DATABASE_URL", url)
+        .output()
+        .expect("run the DBOS app");
+    assert!(
+        output.status.success(),
+        "dbos_app.py {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("the DBOS app prints UTF-8")
+}
+
 /// `IsActive` for `reference`, as KEDA polls it.
 pub async fn is_active(
     client: &mut ExternalScalerClient<Channel>,
