@@ -278,7 +278,7 @@ check "deploy/README.md shows the render command" \
 section "examples (KEDA CRDs from $crd_dir)"
 check "KEDA objects in examples/ match the v2.20.2 CRD schemas and the trigger contract" \
   "$py" scripts/validate_crd.py --crd-dir "$crd_dir" --ignore-other-kinds examples/*.yaml
-check "core objects in examples/ (Deployment, Secret) validate" \
+check "core objects in examples/ (Deployment, Secret, Service) validate" \
   "$py" scripts/validate_k8s.py --kubernetes-version "$k8s_version" --skip-kind ScaledObject --skip-kind TriggerAuthentication examples/*.yaml
 check "examples point at pg-queue-scaler.keda.svc.cluster.local:9090" examples_address
 
@@ -314,6 +314,24 @@ spec:
         queueName: q
         aggregate: avg
 EOF
+cat >"$work/bad-version-trigger.yaml" <<'EOF'
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata:
+  name: bad-version-trigger
+spec:
+  scaleTargetRef:
+    name: worker
+  triggers:
+    - type: external-push
+      metadata:
+        scalerAddress: pg-queue-scaler.keda.svc.cluster.local:9090
+        queue: q
+        metric: latency
+        concurrencyLimits: cap
+        delayedLookahead: soon
+        requireApplicationVersion: "true"
+EOF
 cat >"$work/bad-deployment.yaml" <<'EOF'
 apiVersion: apps/v1
 kind: Deployment
@@ -335,6 +353,8 @@ check_rejects "validate_crd.py rejects unknown fields and non-string metadata" "
   "$py" scripts/validate_crd.py --crd-dir "$crd_dir" "$work/bad-scaledobject.yaml"
 check_rejects "validate_crd.py rejects a bad trigger (scheme in scalerAddress, unknown key, bad enum)" "queueName" \
   "$py" scripts/validate_crd.py --crd-dir "$crd_dir" "$work/bad-trigger.yaml"
+check_rejects "validate_crd.py rejects bad version, limit, lookahead and latency keys" "needs targetLatency" \
+  "$py" scripts/validate_crd.py --crd-dir "$crd_dir" "$work/bad-version-trigger.yaml"
 check_rejects "validate_k8s.py rejects unknown fields" "envv" \
   "$py" scripts/validate_k8s.py --kubernetes-version "$k8s_version" "$work/bad-deployment.yaml"
 

@@ -11,7 +11,8 @@ CEL rules (x-kubernetes-validations) are not evaluated, except ScaledObject's
 minReplicaCount <= maxReplicaCount, which is checked by hand; the rest are counted and reported.
 
 For external / external-push triggers it also checks the trigger metadata against the
-pg-queue-scaler trigger contract (known keys, enum values, integer fields).
+pg-queue-scaler trigger contract (known keys, enum values, integer fields, durations, keys that
+need or exclude each other).
 
 Usage:
   validate_crd.py --crd-dir DIR [--ignore-other-kinds] FILE ...
@@ -52,10 +53,26 @@ KEDA_TRIGGER_KEYS = {"scalerAddress", "enableTLS", "unsafeSsl"}
 SCALER_TRIGGER_KEYS = {
     "queue", "queues", "aggregate", "system", "database", "connectionFromEnv", "schema",
     "workerConcurrency", "metric", "activationThreshold", "applicationName",
+    "applicationVersion", "applicationVersionFromEnv", "requireApplicationVersion",
+    "concurrencyLimits", "delayedLookahead", "targetLatency",
 }
-ENUMS = {"aggregate": {"max", "sum"}, "system": {"dbos"}, "metric": {"replicas", "depth"},
+ENUMS = {"aggregate": {"max", "sum"}, "system": {"dbos"}, "metric": {"replicas", "depth", "latency"},
+         "concurrencyLimits": {"apply", "ignore"}, "requireApplicationVersion": {"true", "false"},
          "enableTLS": {"true", "false"}, "unsafeSsl": {"true", "false"}}
 POSITIVE_INTEGERS = {"workerConcurrency"}
+# Metadata keys naming an environment variable of the scaled container (KEDA resolves them).
+ENV_VAR_KEYS = {"connectionFromEnv", "applicationVersionFromEnv"}
+# Duration keys and their bounds in seconds (inclusive), as the scaler accepts them.
+DAY = 24 * 60 * 60
+DURATIONS = {"delayedLookahead": (0, DAY), "targetLatency": (1, DAY)}
+# Units of the duration syntax the scaler parses (Rust humantime), in seconds.
+DURATION_UNITS = {
+    "nsec": 1e-9, "ns": 1e-9, "usec": 1e-6, "us": 1e-6, "\u00b5s": 1e-6, "msec": 1e-3, "ms": 1e-3,
+    "seconds": 1, "second": 1, "sec": 1, "s": 1,
+    "minutes": 60, "minute": 60, "min": 60, "m": 60,
+    "hours": 3600, "hour": 3600, "hr": 3600, "h": 3600,
+    "days": DAY, "day": DAY, "d": DAY, "weeks": 7 * DAY, "week": 7 * DAY, "w": 7 * DAY,
+}
 # CEL rules re-implemented below, per kind (KEDA v2.20: ScaledObject's min <= max replicas).
 HAND_CHECKED_CEL_RULES = {"ScaledObject": 1}
 NON_NEGATIVE_NUMBERS = {"activationThreshold"}
@@ -134,6 +151,16 @@ def load_crds(crd_dir: str) -> dict:
     return crds
 
 
+def parse_duration(text: str) -> float | None:
+    """Seconds in a duration such as "90s", "1m30s" or "1h 30m"; None if it is not one."""
+    parts = re.findall(r"\s*([0-9]+)\s*([a-z\u00b5]+)", text.strip())
+    if not parts or re.sub(r"\s*[0-9]+\s*[a-z\u00b5]+", "", text.strip()):
+        return None
+    if any(unit not in DURATION_UNITS for _, unit in parts):
+        return None
+    return sum(int(number) * DURATION_UNITS[unit] for number, unit in parts)
+
+
 def check_trigger_metadata(trigger: dict) -> list[str]:
     """Problems with an external/external-push trigger's metadata under pg-queue-scaler's contract."""
     problems = []
@@ -164,8 +191,32 @@ def check_trigger_metadata(trigger: dict) -> list[str]:
         problems.append("metric: depth needs workerConcurrency")
     if "database" in metadata and not re.match(r"^[a-z0-9_]+$", metadata["database"]):
         problems.append(f"database must match [a-z0-9_]+, got {metadata['database']!r}")
-    if "connectionFromEnv" in metadata and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", metadata["connectionFromEnv"]):
-        problems.append(f"connectionFromEnv must name an environment variable, got {metadata['connectionFromEnv']!r}")
+    for key in sorted(ENV_VAR_KEYS & metadata.keys()):
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(metadata[key])):
+            problems.append(f"{key} must name an environment variable, got {metadata[key]!r}")
+    for key, (low, high) in DURATIONS.items():
+        if key not in metadata:
+            continue
+        seconds = parse_duration(str(metadata[key]))
+        if seconds is None:
+            problems.append(f"{key} must be a duration like 90s, got {metadata[key]!r}")
+        elif not low <= seconds <= high:
+            bounds = "at most 24h" if low == 0 else f"from {low}s to 24h"
+            problems.append(f"{key} must be {bounds}, got {metadata[key]!r}")
+    if metadata.get("metric") == "latency" and "targetLatency" not in metadata:
+        problems.append("metric: latency needs targetLatency")
+    if metadata.get("metric") == "latency" and trigger.get("metricType") != "Value":
+        problems.append("metric: latency needs metricType: Value (the age of the oldest item is not shared by pods)")
+    if "targetLatency" in metadata and metadata.get("metric") != "latency":
+        problems.append("targetLatency is only used with metric: latency")
+    if "applicationVersion" in metadata and "applicationVersionFromEnv" in metadata:
+        problems.append("set either applicationVersion or applicationVersionFromEnv, not both")
+    if "applicationVersion" in metadata and not str(metadata["applicationVersion"]).strip():
+        problems.append("applicationVersion must be a version name or \"latest\"")
+    if metadata.get("requireApplicationVersion") == "true" and not (
+        "applicationVersion" in metadata or "applicationVersionFromEnv" in metadata
+    ):
+        problems.append("requireApplicationVersion: \"true\" needs applicationVersion or applicationVersionFromEnv")
     if trigger.get("metricType") == "Utilization":
         problems.append("metricType Utilization is not supported by external scalers")
     return problems
