@@ -73,6 +73,23 @@ async fn setup() -> (Cluster, String, TestScaler) {
     (cluster, url, scaler)
 }
 
+/// Registers `queue` with the real SDK (launched as v2, the latest), with `limits` flags
+/// such as `--worker-concurrency 2`.
+fn register_queue(url: &str, queue: &str, limits: &[&str]) {
+    let mut args = vec!["register", "--queue", queue, "--app-version", "v2"];
+    args.extend_from_slice(limits);
+    dbos_app(url, &args);
+}
+
+/// Enqueues `count` workflows on `queue` with DBOSClient, with `options` such as
+/// `--app-version v1`.
+fn enqueue(url: &str, queue: &str, count: u32, options: &[&str]) {
+    let count = count.to_string();
+    let mut args = vec!["enqueue", "--queue", queue, "--count", &count];
+    args.extend_from_slice(options);
+    dbos_app(url, &args);
+}
+
 /// A trigger counting `queue`'s items (depth, one per replica) with `pairs` added.
 fn depth(queue: &str, pairs: &[(&str, &str)]) -> ScaledObjectRef {
     let mut all = vec![
@@ -93,43 +110,10 @@ fn version(name: &str) -> [(&'static str, &str); 1] {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_version_counts_what_its_workers_run_and_old_versions_drain() {
     let (_cluster, url, scaler) = setup().await;
-    dbos_app(
-        &url,
-        &[
-            "register",
-            "--queue",
-            "tasks",
-            "--worker-concurrency",
-            "2",
-            "--app-version",
-            "v2",
-        ],
-    );
-    dbos_app(&url, &["enqueue", "--queue", "tasks", "--count", "3"]);
-    dbos_app(
-        &url,
-        &[
-            "enqueue",
-            "--queue",
-            "tasks",
-            "--count",
-            "2",
-            "--app-version",
-            "v1",
-        ],
-    );
-    dbos_app(
-        &url,
-        &[
-            "enqueue",
-            "--queue",
-            "tasks",
-            "--count",
-            "1",
-            "--app-version",
-            "v2",
-        ],
-    );
+    register_queue(&url, "tasks", &["--worker-concurrency", "2"]);
+    enqueue(&url, "tasks", 3, &[]);
+    enqueue(&url, "tasks", 2, &["--app-version", "v1"]);
+    enqueue(&url, "tasks", 1, &["--app-version", "v2"]);
     let mut client = scaler.client().await;
     assert_eq!(
         metric_value(&mut client, &depth("tasks", &[]))
@@ -164,30 +148,8 @@ async fn each_version_counts_what_its_workers_run_and_old_versions_drain() {
 
     // Only v1 work on this queue: v2's trigger stays inactive while a real v1 worker runs
     // it, and v1's trigger turns inactive once the worker has finished it.
-    dbos_app(
-        &url,
-        &[
-            "register",
-            "--queue",
-            "drain",
-            "--worker-concurrency",
-            "2",
-            "--app-version",
-            "v2",
-        ],
-    );
-    dbos_app(
-        &url,
-        &[
-            "enqueue",
-            "--queue",
-            "drain",
-            "--count",
-            "4",
-            "--app-version",
-            "v1",
-        ],
-    );
+    register_queue(&url, "drain", &["--worker-concurrency", "2"]);
+    enqueue(&url, "drain", 4, &["--app-version", "v1"]);
     let v1 = scaled_object(
         "worker",
         &[("queue", "drain"), ("applicationVersion", "v1")],
@@ -279,47 +241,18 @@ async fn each_version_counts_what_its_workers_run_and_old_versions_drain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrency_limits_cap_the_number() {
     let (_cluster, url, scaler) = setup().await;
-    dbos_app(
+    register_queue(
         &url,
-        &[
-            "register",
-            "--queue",
-            "limited",
-            "--worker-concurrency",
-            "2",
-            "--concurrency",
-            "4",
-            "--app-version",
-            "v2",
-        ],
+        "limited",
+        &["--worker-concurrency", "2", "--concurrency", "4"],
     );
-    dbos_app(&url, &["enqueue", "--queue", "limited", "--count", "12"]);
-    dbos_app(
+    enqueue(&url, "limited", 12, &[]);
+    register_queue(
         &url,
-        &[
-            "register",
-            "--queue",
-            "parts",
-            "--worker-concurrency",
-            "5",
-            "--partition-concurrency",
-            "1",
-            "--app-version",
-            "v2",
-        ],
+        "parts",
+        &["--worker-concurrency", "5", "--partition-concurrency", "1"],
     );
-    dbos_app(
-        &url,
-        &[
-            "enqueue",
-            "--queue",
-            "parts",
-            "--count",
-            "40",
-            "--partition-keys",
-            "20",
-        ],
-    );
+    enqueue(&url, "parts", 40, &["--partition-keys", "20"]);
     let mut client = scaler.client().await;
     let replicas = |queue: &str| scaled_object("worker", &[("queue", queue)]);
     // 12 waiting, 4 at once, 2 per worker: 2 replicas, and a depth of 4.
@@ -359,43 +292,10 @@ async fn concurrency_limits_cap_the_number() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lookahead_and_latency_follow_real_work() {
     let (_cluster, url, scaler) = setup().await;
-    dbos_app(
-        &url,
-        &[
-            "register",
-            "--queue",
-            "later",
-            "--worker-concurrency",
-            "1",
-            "--app-version",
-            "v2",
-        ],
-    );
-    dbos_app(
-        &url,
-        &[
-            "enqueue",
-            "--queue",
-            "later",
-            "--count",
-            "2",
-            "--delay-seconds",
-            "20",
-        ],
-    );
-    dbos_app(
-        &url,
-        &[
-            "register",
-            "--queue",
-            "slow",
-            "--worker-concurrency",
-            "1",
-            "--app-version",
-            "v2",
-        ],
-    );
-    dbos_app(&url, &["enqueue", "--queue", "slow", "--count", "2"]);
+    register_queue(&url, "later", &["--worker-concurrency", "1"]);
+    enqueue(&url, "later", 2, &["--delay-seconds", "20"]);
+    register_queue(&url, "slow", &["--worker-concurrency", "1"]);
+    enqueue(&url, "slow", 2, &[]);
     let mut client = scaler.client().await;
     let soon = depth("later", &[("delayedLookahead", "60s")]);
     assert_eq!(metric_value(&mut client, &soon).await.unwrap(), 2);

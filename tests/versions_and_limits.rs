@@ -24,6 +24,23 @@ async fn start(url: &str) -> TestScaler {
     .await
 }
 
+/// A database holding `fixture`'s schema on a server of its own (kept alive by the
+/// returned `Server`), with a writer of DBOS rows.
+async fn database(fixture: Fixture) -> (Server, String, Workflows) {
+    let server = Server::from_env_or_private();
+    let url = server.dbos_database(fixture).await;
+    let rows = Workflows::new(&url, fixture).await;
+    (server, url, rows)
+}
+
+/// Waiting work pinned to `version`.
+fn pinned<'a>(queue: &'a str, version: &'a str) -> Work<'a> {
+    Work {
+        version: Some(version),
+        ..Work::enqueued(queue)
+    }
+}
+
 /// A trigger on `queue` with `pairs` added.
 fn trigger(queue: &str, pairs: &[(&str, &str)]) -> ScaledObjectRef {
     let mut all = vec![("queue", queue)];
@@ -51,35 +68,17 @@ per_fixture!(versions_count_what_a_worker_of_that_version_runs: Py340, Ts530, Py
 /// A worker of version V runs rows of V, plus version-less rows when V is the latest
 /// registered version; `latest` follows new registrations; no version counts everything.
 async fn versions_count_what_a_worker_of_that_version_runs(fixture: Fixture) {
-    let server = Server::from_env_or_private();
-    let url = server.dbos_database(fixture).await;
-    let mut rows = Workflows::new(&url, fixture).await;
+    let (_server, url, mut rows) = database(fixture).await;
     rows.register_queue("q", Some(1)).await;
     rows.register_version("v1", 60_000, None).await;
     rows.register_version("v2", 1_000, None).await;
-    let v1 = Work {
-        version: Some("v1"),
-        ..Work::enqueued("q")
+    let mut v1_ids = rows.add(&pinned("q", "v1"), 2).await;
+    let v1_running = Work {
+        status: "PENDING",
+        ..pinned("q", "v1")
     };
-    let mut v1_ids = rows.add(&v1, 2).await;
-    v1_ids.extend(
-        rows.add(
-            &Work {
-                version: Some("v1"),
-                ..Work::running("q")
-            },
-            1,
-        )
-        .await,
-    );
-    rows.add(
-        &Work {
-            version: Some("v2"),
-            ..Work::enqueued("q")
-        },
-        3,
-    )
-    .await;
+    v1_ids.extend(rows.add(&v1_running, 1).await);
+    rows.add(&pinned("q", "v2"), 3).await;
     rows.enqueue("q", 4, None).await;
     rows.delayed("q", 1, -1_000).await;
 
@@ -130,9 +129,7 @@ per_fixture!(the_latest_version_is_decided_per_application: Py340, Ts530, Py2311
 /// With applicationName, "latest" is the newest of the application's own and unclaimed
 /// versions: another application's newer deploy does not demote it.
 async fn the_latest_version_is_decided_per_application(fixture: Fixture) {
-    let server = Server::from_env_or_private();
-    let url = server.dbos_database(fixture).await;
-    let mut rows = Workflows::new(&url, fixture).await;
+    let (_server, url, mut rows) = database(fixture).await;
     rows.register_version("u-v0", 60_000, None).await;
     rows.register_version("b-v1", 10_000, Some("billing")).await;
     rows.register_version("s-v9", 1_000, Some("search")).await;
@@ -180,18 +177,9 @@ async fn the_latest_version_is_decided_per_application(fixture: Fixture) {
 /// and the version-less work, and `latest` the version-less work.
 #[tokio::test]
 async fn with_no_registered_version_every_version_is_the_latest() {
-    let server = Server::from_env_or_private();
-    let url = server.dbos_database(Fixture::Py340).await;
-    let mut rows = Workflows::new(&url, Fixture::Py340).await;
+    let (_server, url, mut rows) = database(Fixture::Py340).await;
     rows.register_queue("q", Some(1)).await;
-    rows.add(
-        &Work {
-            version: Some("v1"),
-            ..Work::enqueued("q")
-        },
-        2,
-    )
-    .await;
+    rows.add(&pinned("q", "v1"), 2).await;
     rows.enqueue("q", 3, None).await;
     let scaler = start(&url).await;
     let mut client = scaler.client().await;
@@ -213,9 +201,7 @@ per_fixture!(global_concurrency_caps_the_answer: Py340, Ts530, Py2311, Py2290);
 /// however deep the queue; `concurrencyLimits: ignore` lifts the cap; activity still
 /// follows the whole depth.
 async fn global_concurrency_caps_the_answer(fixture: Fixture) {
-    let server = Server::from_env_or_private();
-    let url = server.dbos_database(fixture).await;
-    let mut rows = Workflows::new(&url, fixture).await;
+    let (_server, url, mut rows) = database(fixture).await;
     rows.client()
         .execute(
             "INSERT INTO dbos.queues (name, worker_concurrency, concurrency) VALUES ('q', 2, 10)",
@@ -263,9 +249,7 @@ per_fixture!(partitions_cap_the_answer_per_partition: Py340, Ts530, Py2311);
 /// key (which DBOS never dequeues there) not at all, and the busiest partition's own need
 /// (`partition_worker_concurrency`) is a floor; version scopes apply inside partitions.
 async fn partitions_cap_the_answer_per_partition(fixture: Fixture) {
-    let server = Server::from_env_or_private();
-    let url = server.dbos_database(fixture).await;
-    let mut rows = Workflows::new(&url, fixture).await;
+    let (_server, url, mut rows) = database(fixture).await;
     let one_per_partition = QueueLimits {
         worker_concurrency: Some(4),
         partition_concurrency: Some(1),
@@ -389,9 +373,7 @@ per_fixture!(delayed_lookahead_counts_work_due_soon: Py340, Ts530, Py2311, Py229
 
 /// Delayed work due within `delayedLookahead` counts, so workers are up when it is due.
 async fn delayed_lookahead_counts_work_due_soon(fixture: Fixture) {
-    let server = Server::from_env_or_private();
-    let url = server.dbos_database(fixture).await;
-    let mut rows = Workflows::new(&url, fixture).await;
+    let (_server, url, mut rows) = database(fixture).await;
     rows.register_queue("q", Some(1)).await;
     rows.delayed("q", 1, -1_000).await;
     rows.delayed("q", 2, 20_000).await;
@@ -422,9 +404,7 @@ per_fixture!(latency_is_the_age_of_the_oldest_runnable_waiting_item: Py340, Py22
 /// run (enqueued since created, due delayed since due); it grows with the clock, running
 /// work does not count, and it is 0 once nothing waits while IsActive follows the depth.
 async fn latency_is_the_age_of_the_oldest_runnable_waiting_item(fixture: Fixture) {
-    let server = Server::from_env_or_private();
-    let url = server.dbos_database(fixture).await;
-    let mut rows = Workflows::new(&url, fixture).await;
+    let (_server, url, mut rows) = database(fixture).await;
     rows.register_queue("q", Some(1)).await;
     rows.register_version("v1", 60_000, None).await;
     rows.register_version("v2", 1_000, None).await;
@@ -446,15 +426,11 @@ async fn latency_is_the_age_of_the_oldest_runnable_waiting_item(fixture: Fixture
         1,
     )
     .await;
-    rows.add(
-        &Work {
-            age_ms: 500_000,
-            version: Some("v1"),
-            ..Work::enqueued("q")
-        },
-        1,
-    )
-    .await;
+    let old_v1 = Work {
+        age_ms: 500_000,
+        ..pinned("q", "v1")
+    };
+    rows.add(&old_v1, 1).await;
     let scaler = start(&url).await;
     let mut client = scaler.client().await;
     let latency = trigger(
@@ -506,9 +482,7 @@ async fn latency_is_the_age_of_the_oldest_runnable_waiting_item(fixture: Fixture
 /// lacks; the same schema still answers triggers without it.
 #[tokio::test]
 async fn keys_the_schema_cannot_honour_are_refused() {
-    let server = Server::from_env_or_private();
-    let url = server.dbos_database(Fixture::Py340).await;
-    let mut rows = Workflows::new(&url, Fixture::Py340).await;
+    let (_server, url, mut rows) = database(Fixture::Py340).await;
     rows.register_queue("q", Some(1)).await;
     rows.enqueue("q", 2, None).await;
     rows.client()
@@ -542,18 +516,9 @@ async fn keys_the_schema_cannot_honour_are_refused() {
 /// an empty applicationVersionFromEnv), on every call; the resolved value is accepted.
 #[tokio::test]
 async fn a_required_version_that_did_not_arrive_is_refused() {
-    let server = Server::from_env_or_private();
-    let url = server.dbos_database(Fixture::Py340).await;
-    let mut rows = Workflows::new(&url, Fixture::Py340).await;
+    let (_server, url, mut rows) = database(Fixture::Py340).await;
     rows.register_queue("q", Some(1)).await;
-    rows.add(
-        &Work {
-            version: Some("v1"),
-            ..Work::enqueued("q")
-        },
-        2,
-    )
-    .await;
+    rows.add(&pinned("q", "v1"), 2).await;
     let scaler = start(&url).await;
     let mut client = scaler.client().await;
     let missing = trigger("q", &[("requireApplicationVersion", "true")]);
@@ -595,18 +560,13 @@ async fn a_required_version_that_did_not_arrive_is_refused() {
 /// and the age of its oldest waiting item.
 #[tokio::test]
 async fn metrics_show_depth_per_version_and_the_oldest_wait() {
-    let server = Server::from_env_or_private();
-    let url = server.dbos_database(Fixture::Py340).await;
-    let mut rows = Workflows::new(&url, Fixture::Py340).await;
+    let (_server, url, mut rows) = database(Fixture::Py340).await;
     rows.register_queue("q", Some(1)).await;
-    rows.add(
-        &Work {
-            version: Some("v1"),
-            ..Work::running("q")
-        },
-        3,
-    )
-    .await;
+    let v1_running = Work {
+        status: "PENDING",
+        ..pinned("q", "v1")
+    };
+    rows.add(&v1_running, 3).await;
     rows.add(
         &Work {
             age_ms: 60_000,
