@@ -607,3 +607,32 @@ async fn metrics_show_depth_per_version_and_the_oldest_wait() {
     assert_eq!(sample(&oldest("idle")), 0.0);
     scaler.stop().await.unwrap();
 }
+
+/// A trigger with a scope the source has not computed yet is answered after one extra read,
+/// not after the next tick: here the refresh interval is far longer than the wait allowed
+/// for a first read.
+#[tokio::test]
+async fn a_new_scope_is_read_at_once() {
+    let (_server, url, mut rows) = database(Fixture::Py340).await;
+    rows.register_queue("q", Some(1)).await;
+    rows.add(&pinned("q", "v1"), 2).await;
+    rows.enqueue("q", 1, None).await;
+    let scaler = TestScaler::start(&[
+        ("PGQS_DATABASE_URL", url.as_str()),
+        ("PGQS_REFRESH_INTERVAL", "10s"),
+        ("PGQS_FIRST_READ_TIMEOUT", "2s"),
+    ])
+    .await;
+    let mut client = scaler.client().await;
+    assert_eq!(
+        metric_value(&mut client, &trigger("q", &[])).await.unwrap(),
+        3
+    );
+    // Each answer below needs a read the 10 s ticker would not have made within the 2 s a
+    // request waits: without the extra read they would be Unavailable.
+    let v1 = trigger("q", &[("applicationVersion", "v1")]);
+    assert_eq!(metric_value(&mut client, &v1).await.unwrap(), 3);
+    let latest = trigger("q", &[("applicationVersion", "latest")]);
+    assert_eq!(metric_value(&mut client, &latest).await.unwrap(), 1);
+    scaler.stop().await.unwrap();
+}

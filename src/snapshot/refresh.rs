@@ -28,9 +28,16 @@ pub(super) async fn run(
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     tracing::info!(database = %source.label, schema = %key.schema, "started reading queue depth");
+    let mut scopes_read: Vec<Scope> = Vec::new();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
+            // A trigger waits for a scope that the last read did not compute: read now.
+            () = source.scopes.added() => {
+                if !source.scopes.any_missing_from(&scopes_read) {
+                    continue;
+                }
+            }
             () = crate::sync::until_set(&mut shutdown) => break,
         }
         if snapshots.retire_if_idle(&key, &source) {
@@ -40,8 +47,8 @@ pub(super) async fn run(
         let started = Instant::now();
         let outcome = match current_pool(&snapshots, &source) {
             Ok(pool) => {
-                let scopes = source.scopes.live(settings.idle_after);
-                let read = read_once(&pool, key.system, &key.schema, &mut layout, &scopes);
+                scopes_read = source.scopes.live(settings.idle_after);
+                let read = read_once(&pool, key.system, &key.schema, &mut layout, &scopes_read);
                 match tokio::time::timeout(settings.read_timeout, read).await {
                     Ok(Ok(reading)) => Ok(reading),
                     Ok(Err(message)) => Err(message),

@@ -1,10 +1,13 @@
 //! The scopes (application, version, lookahead) a source's triggers ask for. The refresh
 //! statement computes each one, so only scopes in use are kept: a scope nobody asked about
-//! for `idle_after`, and that no stream holds, is dropped from the next read.
+//! for `idle_after`, and that no stream holds, is dropped from the next read. A new scope
+//! wakes the refresh loop, so its first request waits for one read, not for a tick.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 use crate::sync::lock;
 use crate::trigger::Scope;
@@ -13,6 +16,7 @@ use crate::trigger::Scope;
 #[derive(Debug, Default)]
 pub(super) struct ScopeRegistry {
     uses: Mutex<HashMap<Scope, ScopeUse>>,
+    added: Notify,
 }
 
 #[derive(Debug)]
@@ -40,8 +44,14 @@ impl ScopeRegistry {
                         streams,
                     },
                 );
+                self.added.notify_one();
             }
         }
+    }
+
+    /// Completes when a scope was added since the last call (at once if one was).
+    pub(super) async fn added(&self) {
+        self.added.notified().await;
     }
 
     /// A stream holding `scope` has ended; the scope counts as used until now.
@@ -50,6 +60,11 @@ impl ScopeRegistry {
             known.last_used = Instant::now();
             known.streams = known.streams.saturating_sub(1);
         }
+    }
+
+    /// Whether some scope in use is not among `read`.
+    pub(super) fn any_missing_from(&self, read: &[Scope]) -> bool {
+        lock(&self.uses).keys().any(|scope| !read.contains(scope))
     }
 
     /// The scopes to read now, after dropping those idle for longer than `idle_after`.
@@ -66,6 +81,20 @@ mod tests {
 
     fn scope(version: &str) -> Scope {
         crate::trigger::from_pairs(&[("queue", "q"), ("applicationVersion", version)]).scope
+    }
+
+    #[tokio::test]
+    async fn a_new_scope_wakes_the_reader_and_a_known_one_does_not() {
+        let registry = ScopeRegistry::default();
+        registry.touch(&scope("v1"), false);
+        tokio::time::timeout(Duration::from_secs(1), registry.added())
+            .await
+            .expect("a new scope is announced");
+        registry.touch(&scope("v1"), false);
+        let again = tokio::time::timeout(Duration::from_millis(50), registry.added()).await;
+        assert!(again.is_err(), "a known scope is not announced again");
+        assert!(!registry.any_missing_from(&[scope("v1")]));
+        assert!(registry.any_missing_from(&[scope("v2")]));
     }
 
     #[test]
