@@ -57,11 +57,6 @@ impl Drop for Worker {
 /// A cluster with the app registered as v1, then as v2 (the latest), and a scaler on it.
 async fn setup() -> (Cluster, String, TestScaler) {
     let cluster = Cluster::start();
-    common::postgres::connect(&cluster.url("postgres"))
-        .await
-        .batch_execute("CREATE DATABASE app_dbos_sys")
-        .await
-        .expect("create the system database");
     let url = cluster.url("app_dbos_sys");
     dbos_app(&url, &["register", "--app-version", "v1"]);
     dbos_app(&url, &["register", "--app-version", "v2"]);

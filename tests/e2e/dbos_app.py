@@ -174,12 +174,19 @@ def sql_engine(url: str) -> Any:
 
 
 def version_exists(url: str, version: str, app_name: str) -> bool:
-    """Whether APP (or nobody) already has a dbos.application_versions row for V."""
+    """Whether APP (or nobody) already has a dbos.application_versions row for V.
+    A database that does not exist yet (DBOS creates it at launch) has none."""
     import sqlalchemy as sa
 
     engine = sql_engine(url)
     try:
-        with engine.connect() as conn:
+        try:
+            conn = engine.connect()
+        except sa.exc.OperationalError as e:
+            if "does not exist" in str(e):
+                return False
+            raise
+        with conn:
             if (
                 conn.execute(
                     sa.text("SELECT to_regclass('dbos.application_versions')")
