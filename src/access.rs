@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use crate::error::Error;
+use crate::quote::Quoted;
 use crate::trigger::{ConnectionRef, Trigger, keys};
 
 /// The access rules from the configuration.
@@ -49,8 +50,9 @@ impl AccessPolicy {
             });
             if !listed {
                 return Err(Error::PermissionDenied(format!(
-                    "{} points at {host}:{port}, which is not in this scaler's allowed hosts",
-                    keys::CONNECTION_FROM_ENV
+                    "{} points at {}, which is not in this scaler's allowed hosts",
+                    keys::CONNECTION_FROM_ENV,
+                    Quoted::new(&format!("{host}:{port}"))
                 )));
             }
         }
@@ -87,7 +89,8 @@ impl AccessPolicy {
                     .unwrap_or_default();
                 if !allowed.is_empty() && !allowed.iter().any(|known| known == namespace) {
                     return Err(Error::PermissionDenied(format!(
-                        "database {name:?} may not be used from namespace {namespace:?}"
+                        "database {name:?} may not be used from namespace {}",
+                        Quoted::new(namespace)
                     )));
                 }
             }

@@ -4,18 +4,29 @@
 
 use std::time::Duration;
 
+use crate::quote::Quoted;
+
 /// Everything a request for a trigger's numbers can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A trigger metadata key holds a value that cannot be used.
-    #[error("{key} {expected}, got {got:?}")]
+    #[error("{key} {expected}, got {got}")]
     InvalidMetadata {
         /// The metadata key, as KEDA sends it (camelCase).
         key: &'static str,
         /// What the key must hold, phrased to follow the key name.
         expected: &'static str,
-        /// The value received (never a secret: secret keys use [`Error::InvalidSecretMetadata`]).
-        got: String,
+        /// The value received, quoted and cut (never a secret: secret keys use
+        /// [`Error::InvalidSecretMetadata`]).
+        got: Quoted,
+    },
+    /// The metadata as a whole is larger than any trigger needs; refused before any work.
+    #[error("the trigger metadata holds {bytes} bytes; at most {limit} are accepted")]
+    MetadataTooLarge {
+        /// Bytes of keys and values received.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
     },
     /// A metadata key that carries a secret holds something unusable; the value is not echoed.
     #[error("{key} {expected}")]
@@ -35,10 +46,10 @@ pub enum Error {
     #[error("database {0:?} is not defined in the scaler's configuration")]
     UnknownDatabase(String),
     /// `GetMetrics` asked for a metric this trigger does not serve.
-    #[error("metric {requested:?} is not served by this trigger (its metric is {expected:?})")]
+    #[error("metric {requested} is not served by this trigger (its metric is {expected:?})")]
     UnknownMetric {
-        /// The name KEDA asked for.
-        requested: String,
+        /// The name KEDA asked for, quoted and cut.
+        requested: Quoted,
         /// The name `GetMetricSpec` returns for this trigger.
         expected: String,
     },
@@ -48,11 +59,11 @@ pub enum Error {
     /// A queue that the database cannot vouch for: no work, and no registration in a
     /// system that registers every queue.
     #[error(
-        "queue {queue:?} is not registered in schema {schema:?} of database {database:?} and has no work: check the queue name and the database (a connectionFromEnv variable that is empty in the workload is dropped by KEDA, and the trigger then reads database \"default\")"
+        "queue {queue} is not registered in schema {schema:?} of database {database:?} and has no work: check the queue name and the database (a connectionFromEnv variable that is empty in the workload is dropped by KEDA, and the trigger then reads database \"default\")"
     )]
     UnknownQueue {
-        /// The queue name from the trigger.
-        queue: String,
+        /// The queue name from the trigger, quoted and cut.
+        queue: Quoted,
         /// The schema read.
         schema: String,
         /// The database's label.
@@ -107,7 +118,8 @@ impl Error {
             Self::InvalidMetadata { .. }
             | Self::InvalidSecretMetadata { .. }
             | Self::MissingMetadata(_)
-            | Self::ConflictingMetadata(..) => "invalid_metadata",
+            | Self::ConflictingMetadata(..)
+            | Self::MetadataTooLarge { .. } => "invalid_metadata",
             Self::UnknownDatabase(_) => "unknown_database",
             Self::UnknownMetric { .. } => "unknown_metric",
             Self::MissingWorkerConcurrency(_) => "missing_worker_concurrency",

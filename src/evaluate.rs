@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::decide::{self, QueueLimits, QueueLoad};
 use crate::error::Error;
+use crate::quote::Quoted;
 use crate::snapshot::Snapshot;
 use crate::systems::{Reading, ScopedLoad};
 use crate::trigger::{MetricKind, Trigger, VersionFilter, keys};
@@ -52,7 +53,7 @@ pub fn evaluate(trigger: &Trigger, snapshot: &Snapshot) -> Result<Evaluation, Er
         .find(|queue| !reading.knows_queue(queue))
     {
         return Err(Error::UnknownQueue {
-            queue: unknown.clone(),
+            queue: Quoted::new(unknown),
             schema: trigger.schema.clone(),
             database: trigger.database_label(),
         });

@@ -19,7 +19,8 @@
 //! - [`http`] serves `/metrics`, `/healthz` and `/readyz`; [`metrics`] defines the metrics.
 //! - `server` provides [`run`], which wires everything to bound listeners and a shutdown
 //!   signal.
-//! - [`telemetry`] sets up logging.
+//! - [`telemetry`] sets up logging; [`quote`] bounds the request values that errors and
+//!   logs quote.
 
 pub mod access;
 pub mod config;
@@ -31,6 +32,7 @@ pub mod grpc;
 pub mod http;
 pub mod metric_name;
 pub mod metrics;
+pub mod quote;
 mod server;
 pub mod snapshot;
 mod sync;

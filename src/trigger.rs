@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::database::ConnectionUrl;
 use crate::error::Error;
+use crate::quote::Quoted;
 
 mod scope;
 
@@ -48,6 +49,11 @@ pub mod keys {
     /// The target age of the oldest waiting work item, with `metric: latency`.
     pub const TARGET_LATENCY: &str = "targetLatency";
 }
+
+/// The most bytes (keys and values) of trigger metadata accepted: far more than any real
+/// trigger holds (a URL in `connectionFromEnv` is the longest value), far less than what
+/// would make parsing or quoting costly.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 /// The longest `delayedLookahead` and `targetLatency`.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
@@ -150,6 +156,16 @@ pub struct Trigger {
 impl Trigger {
     /// Validates trigger metadata. Every error names the key and what it must hold.
     pub fn parse(metadata: &HashMap<String, String>) -> Result<Self, Error> {
+        let bytes = metadata
+            .iter()
+            .map(|(key, value)| key.len() + value.len())
+            .fold(0, usize::saturating_add);
+        if bytes > MAX_METADATA_BYTES {
+            return Err(Error::MetadataTooLarge {
+                bytes,
+                limit: MAX_METADATA_BYTES,
+            });
+        }
         let get = |key: &str| metadata.get(key).map(String::as_str);
         let queues = parse_queues(get(keys::QUEUE), get(keys::QUEUES))?;
         let aggregate = match get(keys::AGGREGATE).map(str::trim) {
@@ -245,7 +261,7 @@ fn invalid(key: &'static str, expected: &'static str, got: &str) -> Error {
     Error::InvalidMetadata {
         key,
         expected,
-        got: got.to_owned(),
+        got: Quoted::new(got),
     }
 }
 

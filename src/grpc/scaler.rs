@@ -19,8 +19,10 @@ use super::proto::{
 use crate::access::AccessPolicy;
 use crate::error::Error;
 use crate::evaluate::evaluate;
+use crate::grpc::status::code_of;
 use crate::metric_name::{self, metric_name};
 use crate::metrics::Metrics;
+use crate::quote::{Clipped, Quoted};
 use crate::snapshot::Snapshots;
 use crate::trigger::Trigger;
 
@@ -71,8 +73,8 @@ impl ScalerService {
         let span = tracing::info_span!(
             "rpc",
             method,
-            namespace = %reference.namespace,
-            scaled_object = %reference.name
+            namespace = %Clipped(&reference.namespace),
+            scaled_object = %Clipped(&reference.name)
         );
         let started = Instant::now();
         let result = async move {
@@ -124,8 +126,8 @@ impl ExternalScaler for ScalerService {
             let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
             let span = tracing::info_span!(
                 "stream",
-                namespace = %reference.namespace,
-                scaled_object = %reference.name
+                namespace = %Clipped(&reference.namespace),
+                scaled_object = %Clipped(&reference.name)
             );
             tokio::spawn(
                 push_activity(trigger, watch, sender, self.shutdown.clone()).instrument(span),
@@ -168,7 +170,7 @@ impl ExternalScaler for ScalerService {
             let trigger = self.trigger(&reference)?;
             if !metric_name::matches(&trigger, &request.metric_name) {
                 return Err(Error::UnknownMetric {
-                    requested: request.metric_name.clone(),
+                    requested: Quoted::new(&request.metric_name),
                     expected: metric_name(&trigger),
                 });
             }
@@ -204,9 +206,12 @@ impl ExternalScaler for ScalerService {
     }
 }
 
-/// Sends the trigger's activity when known and again on every change. Sends nothing while
-/// the source cannot be read (polled `IsActive` reports that), and ends, which KEDA sees as
-/// a clean end of stream, on shutdown or when the client goes away.
+/// Sends the trigger's activity when known and again on every change. While the source
+/// cannot be read it sends nothing (polled `IsActive` reports why) and stays open; a trigger
+/// that can never be answered from what was read (a queue DBOS does not know, a key the
+/// schema cannot honour) ends the stream with the status `IsActive` gives, so that KEDA
+/// logs it. Ends cleanly, which KEDA sees as a clean end of stream, on shutdown or when the
+/// client goes away.
 async fn push_activity(
     trigger: Trigger,
     mut source: crate::snapshot::SourceWatch,
@@ -215,22 +220,29 @@ async fn push_activity(
 ) {
     let mut last_sent: Option<bool> = None;
     loop {
-        // Unreadable or unknown: nothing is pushed, polled IsActive reports why.
-        if let Ok(evaluation) = source
+        match source
             .current()
             .and_then(|snapshot| evaluate(&trigger, &snapshot))
         {
-            let active = evaluation.active;
-            if last_sent != Some(active) {
-                if sender
-                    .send(Ok(IsActiveResponse { result: active }))
-                    .await
-                    .is_err()
-                {
-                    break;
+            Ok(evaluation) => {
+                let active = evaluation.active;
+                if last_sent != Some(active) {
+                    if sender
+                        .send(Ok(IsActiveResponse { result: active }))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    tracing::debug!(active, "pushed activity");
+                    last_sent = Some(active);
                 }
-                tracing::debug!(active, "pushed activity");
-                last_sent = Some(active);
+            }
+            Err(error) if is_temporary(&error) => {}
+            Err(error) => {
+                tracing::info!(kind = error.kind(), %error, "stream ended: the trigger cannot be answered");
+                let _ = sender.send(Err(Status::from(error))).await;
+                break;
             }
         }
         tokio::select! {
@@ -239,4 +251,10 @@ async fn push_activity(
             _ = sender.closed() => break,
         }
     }
+}
+
+/// Whether `error` may clear up by itself on a later read: the database could not be read,
+/// or not yet for this trigger.
+fn is_temporary(error: &Error) -> bool {
+    code_of(error) == tonic::Code::Unavailable
 }

@@ -3,6 +3,7 @@
 use tonic::{Code, Status};
 
 use crate::error::Error;
+use crate::quote::bounded_message;
 
 /// The status code KEDA gets for `error`.
 pub fn code_of(error: &Error) -> Code {
@@ -11,6 +12,7 @@ pub fn code_of(error: &Error) -> Code {
         | Error::InvalidSecretMetadata { .. }
         | Error::MissingMetadata(_)
         | Error::ConflictingMetadata(..)
+        | Error::MetadataTooLarge { .. }
         | Error::UnknownDatabase(_) => Code::InvalidArgument,
         Error::UnknownMetric { .. } => Code::NotFound,
         Error::MissingWorkerConcurrency(_)
@@ -24,7 +26,9 @@ pub fn code_of(error: &Error) -> Code {
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
-        Status::new(code_of(&error), error.to_string())
+        // Values in messages are already cut; this bounds the message as a whole, so that
+        // every status fits the metadata limits of every gRPC client.
+        Status::new(code_of(&error), bounded_message(error.to_string()))
     }
 }
 

@@ -1,0 +1,297 @@
+//! Hostile and mistaken input: what is echoed is bounded, oversized metadata is refused
+//! before any work, every status fits in 8 KiB, streams end with the status `IsActive`
+//! gives when a trigger can never be answered, and random metadata maps on all four calls
+//! get only the expected status codes.
+//!
+//! The property test runs `PGQS_FUZZ_CASES` cases (256 by default, which CI affords);
+//! `PGQS_FUZZ_CASES=1000000 cargo test --release --test hostile_input random_metadata`
+//! runs a million.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{Fixture, Server, TestScaler, Workflows, metric_value, next_activity, scaled_object};
+use pg_queue_scaler::grpc::proto::external_scaler_client::ExternalScalerClient;
+use pg_queue_scaler::grpc::proto::{GetMetricsRequest, ScaledObjectRef};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+/// The most a status message may take: every status fits in 8 KiB with its code and framing.
+const MAX_MESSAGE: usize = 4096;
+
+/// A DBOS 3 database with one registered queue and some work, and a scaler reading it.
+async fn start() -> (Server, String, TestScaler) {
+    let server = Server::from_env_or_private();
+    let url = server.dbos_database(Fixture::Py340).await;
+    let mut rows = Workflows::new(&url, Fixture::Py340).await;
+    rows.register_queue("q", Some(2)).await;
+    rows.enqueue("q", 3, None).await;
+    let scaler = TestScaler::start(&[
+        ("PGQS_DATABASE_URL", url.as_str()),
+        ("PGQS_REFRESH_INTERVAL", "200ms"),
+        ("PGQS_CONNECTION_FROM_ENV_ENABLED", "false"),
+    ])
+    .await;
+    (server, url, scaler)
+}
+
+/// The status of each of the four calls for `reference` (OK as `Code::Ok`), asking
+/// GetMetrics for `metric_name`.
+async fn all_calls(
+    client: &mut ExternalScalerClient<Channel>,
+    reference: &ScaledObjectRef,
+    metric_name: &str,
+) -> Vec<Status> {
+    let ok = || Status::new(Code::Ok, "");
+    let mut statuses = vec![
+        client
+            .get_metric_spec(reference.clone())
+            .await
+            .map_or_else(|status| status, |_| ok()),
+        client
+            .is_active(reference.clone())
+            .await
+            .map_or_else(|status| status, |_| ok()),
+        client
+            .get_metrics(GetMetricsRequest {
+                scaled_object_ref: Some(reference.clone()),
+                metric_name: metric_name.to_owned(),
+            })
+            .await
+            .map_or_else(|status| status, |_| ok()),
+    ];
+    let stream = match client.stream_is_active(reference.clone()).await {
+        Err(status) => status,
+        Ok(response) => {
+            // The first message (or end) of the stream; a stream that stays silent (the
+            // database not read for this trigger yet) counts as open.
+            let mut stream = response.into_inner();
+            match tokio::time::timeout(Duration::from_millis(300), stream.message()).await {
+                Ok(Err(status)) => status,
+                _ => ok(),
+            }
+        }
+    };
+    statuses.push(stream);
+    statuses
+}
+
+/// A value of 10 000 characters is quoted cut and marked; metadata over 16 KiB is refused
+/// as a whole, before it is parsed; every status stays far below 8 KiB.
+#[tokio::test]
+async fn echoed_values_and_oversized_metadata_are_bounded() {
+    let (_server, _url, scaler) = start().await;
+    let mut client = scaler.client().await;
+    let long = scaled_object(
+        "w",
+        &[("queue", "q"), ("workerConcurrency", &"x".repeat(10_000))],
+    );
+    for status in all_calls(&mut client, &long, "dbos-q").await {
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            status
+                .message()
+                .starts_with("workerConcurrency must be a positive integer, got \"xxx"),
+            "{}",
+            status.message()
+        );
+        assert!(status.message().contains("(cut: 9800 more bytes)"));
+        assert!(status.message().len() < 512, "{}", status.message().len());
+    }
+    let huge = scaled_object("w", &[("queues", &"é".repeat(32_768))]);
+    for status in all_calls(&mut client, &huge, "dbos-q").await {
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(
+            status.message(),
+            "the trigger metadata holds 65580 bytes; at most 16384 are accepted"
+        );
+    }
+    // Values that are not metadata are bounded too: a requested metric name and a
+    // namespace.
+    let good = scaled_object("w", &[("queue", "q")]);
+    let status = client
+        .get_metrics(GetMetricsRequest {
+            scaled_object_ref: Some(good.clone()),
+            metric_name: "m".repeat(1_000_000),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    assert!(status.message().len() < 512, "{}", status.message().len());
+    let unknown_queue = scaled_object("w", &[("queue", &"ü".repeat(5_000))]);
+    let status = client.is_active(unknown_queue).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(status.message().len() < 1024, "{}", status.message().len());
+    assert_eq!(metric_value(&mut client, &good).await.unwrap(), 2);
+    scaler.stop().await.unwrap();
+}
+
+/// A trigger that can never be answered ends its stream with the status IsActive gives;
+/// a database that cannot be read keeps the stream open and silent.
+#[tokio::test]
+async fn streams_end_with_permanent_errors_and_wait_through_outages() {
+    let (_server, _url, scaler) = start().await;
+    let mut client = scaler.client().await;
+    let typo = scaled_object("w", &[("queue", "taskQeue"), ("workerConcurrency", "1")]);
+    let polled = client.is_active(typo.clone()).await.unwrap_err();
+    assert_eq!(polled.code(), Code::FailedPrecondition);
+    let mut stream = client.stream_is_active(typo).await.unwrap().into_inner();
+    let ended = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("the stream ends within 5s")
+        .unwrap_err();
+    assert_eq!(ended.code(), polled.code());
+    assert_eq!(ended.message(), polled.message());
+    scaler.stop().await.unwrap();
+
+    let port = common::postgres::free_port();
+    let unreachable = format!("postgres://scaler:pw@127.0.0.1:{port}/nothing");
+    let scaler = TestScaler::start(&[("PGQS_DATABASE_URL", unreachable.as_str())]).await;
+    let mut client = scaler.client().await;
+    let trigger = scaled_object("w", &[("queue", "q"), ("workerConcurrency", "1")]);
+    let mut stream = client.stream_is_active(trigger).await.unwrap().into_inner();
+    let silent = tokio::time::timeout(Duration::from_millis(1_500), stream.message()).await;
+    assert!(silent.is_err(), "open and silent: {silent:?}");
+    scaler.stop().await.unwrap();
+}
+
+/// A stream on an answerable trigger still opens with its state, as before.
+#[tokio::test]
+async fn a_healthy_stream_still_pushes() {
+    let (_server, _url, scaler) = start().await;
+    let mut client = scaler.client().await;
+    let trigger = scaled_object("w", &[("queue", "q")]);
+    let mut stream = client.stream_is_active(trigger).await.unwrap().into_inner();
+    assert!(next_activity(&mut stream).await);
+    scaler.stop().await.unwrap();
+}
+
+/// Metadata values: mostly plausible ones (so that valid triggers occur), and any text.
+fn value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("q".to_owned()),
+        Just("2".to_owned()),
+        Just("0".to_owned()),
+        Just("-1".to_owned()),
+        Just("max".to_owned()),
+        Just("sum".to_owned()),
+        Just("dbos".to_owned()),
+        Just("default".to_owned()),
+        Just("depth".to_owned()),
+        Just("latency".to_owned()),
+        Just("latest".to_owned()),
+        Just("true".to_owned()),
+        Just("90s".to_owned()),
+        Just("ignore".to_owned()),
+        Just("postgres://u:p@h/db".to_owned()),
+        ".{0,40}",
+        "[a-z_]{1,8}",
+        ".{0,3000}",
+    ]
+}
+
+/// Keys: every key the scaler reads, and others.
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "queue",
+            "queues",
+            "aggregate",
+            "system",
+            "database",
+            "connectionFromEnv",
+            "schema",
+            "workerConcurrency",
+            "metric",
+            "activationThreshold",
+            "applicationName",
+            "applicationVersion",
+            "applicationVersionFromEnv",
+            "requireApplicationVersion",
+            "concurrencyLimits",
+            "delayedLookahead",
+            "targetLatency",
+        ])
+        .prop_map(str::to_owned),
+        ".{0,20}",
+    ]
+}
+
+/// Random metadata maps on all four calls: only the codes a trigger can earn, every message
+/// bounded, and the DBOS tables untouched.
+#[test]
+fn random_metadata_gets_only_expected_codes() {
+    let cases = std::env::var("PGQS_FUZZ_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(256);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (_server, url, scaler) = runtime.block_on(start());
+    let client = runtime.block_on(scaler.client());
+    let rows_before = runtime.block_on(count_rows(&url));
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let maps = prop::collection::hash_map(key(), value(), 0..8);
+    runner
+        .run(&(maps, prop::bool::ANY), |(metadata, right_name)| {
+            let mut client = client.clone();
+            let reference = ScaledObjectRef {
+                name: "fuzz".into(),
+                namespace: "workers".into(),
+                scaler_metadata: metadata,
+            };
+            let statuses = runtime.block_on(async {
+                // Half the time GetMetrics asks for the name GetMetricSpec gives.
+                let name = match client.get_metric_spec(reference.clone()).await {
+                    Ok(spec) if right_name => spec.into_inner().metric_specs[0].metric_name.clone(),
+                    _ => "dbos-q-00000000".to_owned(),
+                };
+                all_calls(&mut client, &reference, &name).await
+            });
+            for status in statuses {
+                check(&status, &reference.scaler_metadata)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(runtime.block_on(count_rows(&url)), rows_before);
+    runtime.block_on(scaler.stop()).unwrap();
+}
+
+fn check(status: &Status, metadata: &HashMap<String, String>) -> Result<(), TestCaseError> {
+    let expected = [
+        Code::Ok,
+        Code::InvalidArgument,
+        Code::NotFound,
+        Code::FailedPrecondition,
+        Code::PermissionDenied,
+        Code::Unavailable,
+    ];
+    prop_assert!(
+        expected.contains(&status.code()),
+        "{:?}: {} for {metadata:?}",
+        status.code(),
+        status.message()
+    );
+    prop_assert!(status.message().len() <= MAX_MESSAGE);
+    Ok(())
+}
+
+async fn count_rows(url: &str) -> (i64, i64) {
+    let client = common::postgres::connect(url).await;
+    let row = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM dbos.workflow_status), (SELECT count(*) FROM dbos.queues)",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
