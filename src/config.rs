@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::access::AccessPolicy;
+use crate::caps::CapSettings;
 use crate::database::{ConnectionUrl, PoolSettings};
 use crate::snapshot::RefreshSettings;
 use crate::trigger::{DEFAULT_DATABASE, is_database_name};
@@ -97,6 +98,8 @@ pub struct Settings {
     pub drain_delay: Duration,
     /// Upper bound for any unary call.
     pub rpc_timeout: Duration,
+    /// Caps on sources, connections, streams and calls.
+    pub caps: CapSettings,
     /// Who may read what.
     pub access: AccessPolicy,
     /// TLS for the gRPC port, when configured.
@@ -161,6 +164,11 @@ struct RawSettings {
     shutdown_grace_period: Option<String>,
     drain_delay: Option<String>,
     rpc_timeout: Option<String>,
+    max_sources: Option<String>,
+    max_database_connections: Option<String>,
+    max_streams: Option<String>,
+    max_streams_per_connection: Option<String>,
+    max_concurrent_calls: Option<String>,
     log_format: Option<String>,
     connection_from_env_enabled: Option<String>,
     connection_from_env_allowed_hosts: Option<TextList>,
@@ -262,6 +270,13 @@ impl Settings {
             unspecified,
         );
         let max_size = note(pool_size(raw.pool_max_size.as_deref()), &mut problems, 0);
+        let caps = note(cap_settings(&raw), &mut problems, CapSettings::default());
+        if max_size > caps.max_database_connections {
+            problems.push(format!(
+                "pool_max_size ({max_size}) must not exceed max_database_connections ({})",
+                caps.max_database_connections
+            ));
+        }
         let log_format = note(
             log_format(raw.log_format.as_deref()),
             &mut problems,
@@ -321,6 +336,7 @@ impl Settings {
             shutdown_grace_period,
             drain_delay,
             rpc_timeout,
+            caps,
             access,
             tls,
             log_format,
@@ -515,6 +531,48 @@ fn duration(key: &str, value: Option<&str>, default: &str) -> Result<Duration, S
         _ => Err(format!(
             "{key} must be a positive duration of at most 24h, such as {default}, got {value:?}"
         )),
+    }
+}
+
+/// The caps, each a whole number from 1 to a million.
+fn cap_settings(raw: &RawSettings) -> Result<CapSettings, String> {
+    let count = |key: &str, value: &Option<String>, default: usize| {
+        let text = value.as_deref().map(str::trim);
+        match text.map(str::parse::<usize>) {
+            None => Ok(default),
+            Some(Ok(count @ 1..=1_000_000)) => Ok(count),
+            Some(_) => Err(format!(
+                "{key} must be an integer from 1 to 1000000, got {:?}",
+                text.unwrap_or_default()
+            )),
+        }
+    };
+    let defaults = CapSettings::default();
+    let mut problems = Vec::new();
+    let mut take = |result: Result<usize, String>| note(result, &mut problems, 0);
+    let caps = CapSettings {
+        max_sources: take(count("max_sources", &raw.max_sources, defaults.max_sources)),
+        max_database_connections: take(count(
+            "max_database_connections",
+            &raw.max_database_connections,
+            defaults.max_database_connections,
+        )),
+        max_streams: take(count("max_streams", &raw.max_streams, defaults.max_streams)),
+        max_streams_per_connection: take(count(
+            "max_streams_per_connection",
+            &raw.max_streams_per_connection,
+            defaults.max_streams_per_connection,
+        )),
+        max_concurrent_calls: take(count(
+            "max_concurrent_calls",
+            &raw.max_concurrent_calls,
+            defaults.max_concurrent_calls,
+        )),
+    };
+    if problems.is_empty() {
+        Ok(caps)
+    } else {
+        Err(problems.join("; "))
     }
 }
 

@@ -84,6 +84,9 @@ pub enum Error {
         /// The database's label.
         database: String,
     },
+    /// A cap of the scaler's is reached; what already holds it keeps working.
+    #[error("{0}")]
+    Exhausted(String),
     /// The access policy refuses this request.
     #[error("{0}")]
     PermissionDenied(String),
@@ -125,6 +128,7 @@ impl Error {
             Self::MissingWorkerConcurrency(_) => "missing_worker_concurrency",
             Self::UnknownQueue { .. } => "unknown_queue",
             Self::Unsupported { .. } => "unsupported",
+            Self::Exhausted(_) => "exhausted",
             Self::PermissionDenied(_) => "permission_denied",
             Self::Unavailable(_) => "unavailable",
             Self::Unimplemented(_) => "unimplemented",

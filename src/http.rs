@@ -10,6 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::sync::watch;
 
+use crate::caps::{CallCaps, CapUse};
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshots;
 
@@ -20,6 +21,8 @@ pub struct HttpState {
     pub metrics: Arc<Metrics>,
     /// Sources whose gauges are rendered.
     pub snapshots: Snapshots,
+    /// Stream and call caps whose use is rendered.
+    pub call_caps: CallCaps,
     /// True while the scaler accepts new work.
     pub ready: watch::Receiver<bool>,
 }
@@ -34,7 +37,13 @@ pub fn router(state: HttpState) -> Router {
 }
 
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
-    let body = state.metrics.render(&state.snapshots.overview());
+    let caps: Vec<CapUse> = state
+        .snapshots
+        .cap_usage()
+        .into_iter()
+        .chain(state.call_caps.usage())
+        .collect();
+    let body = state.metrics.render(&state.snapshots.overview(), &caps);
     (
         [(
             header::CONTENT_TYPE,

@@ -13,7 +13,7 @@
 //! - [`snapshot`] runs one refresh loop per database in use; requests read its latest
 //!   snapshot.
 //! - [`decide`] and [`evaluate`] hold the maths, pure.
-//! - [`access`] decides who may read which database.
+//! - [`access`] decides who may read which database; [`caps`] bounds streams and calls.
 //! - [`grpc`] serves the `ExternalScaler` service (plain or TLS with reloading
 //!   certificates) and maps errors to status codes.
 //! - [`http`] serves `/metrics`, `/healthz` and `/readyz`; [`metrics`] defines the metrics.
@@ -23,6 +23,7 @@
 //!   logs quote.
 
 pub mod access;
+pub mod caps;
 pub mod config;
 pub mod database;
 pub mod decide;

@@ -15,6 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::caps::CapUse;
 use crate::decide::desired_replicas;
 use crate::snapshot::SourceOverview;
 use crate::systems::Reading;
@@ -56,6 +57,11 @@ struct VersionLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CapLabels {
+    cap: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabels {
     database: String,
     schema: String,
@@ -87,6 +93,8 @@ pub struct Metrics {
     open_streams: Gauge,
     sources: Gauge,
     pool_connections: Family<PoolLabels, Gauge>,
+    cap_limit: Family<CapLabels, Gauge>,
+    cap_in_use: Family<CapLabels, Gauge>,
     /// Scrapes rebuild the gauges from snapshots; one at a time keeps them consistent.
     scrape: Mutex<()>,
 }
@@ -117,6 +125,8 @@ impl Metrics {
             open_streams: Gauge::default(),
             sources: Gauge::default(),
             pool_connections: Family::default(),
+            cap_limit: Family::default(),
+            cap_in_use: Family::default(),
             scrape: Mutex::new(()),
             registry: Registry::default(),
         };
@@ -203,6 +213,16 @@ impl Metrics {
             "Connections per database pool by state",
             metrics.pool_connections.clone(),
         );
+        registry.register(
+            "cap_limit",
+            "Configured caps: sources, database_connections, streams, streams_per_connection, concurrent_calls",
+            metrics.cap_limit.clone(),
+        );
+        registry.register(
+            "cap_in_use",
+            "How much of each cap is in use (streams_per_connection: the busiest connection)",
+            metrics.cap_in_use.clone(),
+        );
         Self {
             registry,
             ..metrics
@@ -238,10 +258,16 @@ impl Metrics {
         self.refresh_errors.remove(source);
     }
 
-    /// The text exposition, with gauges rebuilt from `sources` first.
-    pub fn render(&self, sources: &[SourceOverview]) -> String {
+    /// The text exposition, with gauges rebuilt from `sources` and `caps` first.
+    pub fn render(&self, sources: &[SourceOverview], caps: &[CapUse]) -> String {
         let _one_scrape_at_a_time = crate::sync::lock(&self.scrape);
         self.rebuild_gauges(sources);
+        for (cap, limit, in_use) in caps {
+            let labels = CapLabels { cap };
+            let gauge = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
+            self.cap_limit.get_or_create(&labels).set(gauge(*limit));
+            self.cap_in_use.get_or_create(&labels).set(gauge(*in_use));
+        }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String cannot fail");

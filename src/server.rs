@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 
+use crate::caps::CallCaps;
 use crate::config::Settings;
 use crate::grpc::proto::FILE_DESCRIPTOR_SET;
 use crate::grpc::proto::external_scaler_server::ExternalScalerServer;
@@ -71,6 +72,7 @@ pub async fn run(
     let snapshots = Snapshots::new(
         settings.refresh.clone(),
         settings.pool.clone(),
+        settings.caps,
         settings.databases.clone(),
         stopping.clone(),
         metrics.clone(),
@@ -93,9 +95,11 @@ pub async fn run(
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
+    let call_caps = CallCaps::new(settings.caps);
     let scaler = ExternalScalerServer::new(ScalerService::new(
         snapshots.clone(),
         settings.access.clone(),
+        call_caps.clone(),
         metrics.clone(),
         stopping.clone(),
     ));
@@ -124,6 +128,7 @@ pub async fn run(
     let http_state = HttpState {
         metrics,
         snapshots,
+        call_caps,
         ready,
     };
     let mut http_stopping = stopping.clone();

@@ -295,3 +295,124 @@ async fn count_rows(url: &str) -> (i64, i64) {
         .unwrap();
     (row.get(0), row.get(1))
 }
+
+/// Caps: a new source beyond `max_sources`, or beyond the connections
+/// `max_database_connections` leaves, is ResourceExhausted naming the setting, and the
+/// sources in use keep working; /metrics shows each cap's use.
+#[tokio::test]
+async fn sources_and_connections_are_capped() {
+    let server = Server::from_env_or_private();
+    let url = server.dbos_database(Fixture::Py340).await;
+    let mut rows = Workflows::new(&url, Fixture::Py340).await;
+    rows.register_queue("q", Some(1)).await;
+    rows.enqueue("q", 2, None).await;
+    let first = scaled_object("w", &[("queue", "q")]);
+    let other_schema = scaled_object("w", &[("queue", "q"), ("schema", "other")]);
+    for (cap, setting) in [
+        (("PGQS_MAX_SOURCES", "1"), "max_sources"),
+        (
+            ("PGQS_MAX_DATABASE_CONNECTIONS", "3"),
+            "max_database_connections",
+        ),
+    ] {
+        let scaler = TestScaler::start(&[("PGQS_DATABASE_URL", url.as_str()), cap]).await;
+        let mut client = scaler.client().await;
+        assert_eq!(metric_value(&mut client, &first).await.unwrap(), 2);
+        let status = client.is_active(other_schema.clone()).await.unwrap_err();
+        assert_eq!(status.code(), Code::ResourceExhausted, "{setting}");
+        assert!(status.message().contains(setting), "{}", status.message());
+        assert_eq!(metric_value(&mut client, &first).await.unwrap(), 2);
+        let (_, text) = common::http_get(scaler.http_addr, "/metrics").await;
+        assert!(
+            text.contains("pg_queue_scaler_cap_in_use{cap=\"sources\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("pg_queue_scaler_cap_in_use{cap=\"database_connections\"} 2"));
+        scaler.stop().await.unwrap();
+    }
+}
+
+/// Streams are capped overall and per connection; a released stream frees its slot.
+#[tokio::test]
+async fn streams_are_capped_overall_and_per_connection() {
+    let (_server, url, scaler) = start().await;
+    scaler.stop().await.unwrap();
+    let trigger = scaled_object("w", &[("queue", "q")]);
+    let scaler = TestScaler::start(&[
+        ("PGQS_DATABASE_URL", url.as_str()),
+        ("PGQS_MAX_STREAMS", "2"),
+        ("PGQS_MAX_STREAMS_PER_CONNECTION", "1"),
+    ])
+    .await;
+    let mut one = scaler.client().await;
+    let mut two = scaler.client().await;
+    let mut first = one
+        .stream_is_active(trigger.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(next_activity(&mut first).await);
+    let status = one.stream_is_active(trigger.clone()).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(status.message().contains("max_streams_per_connection"));
+    let mut second = two
+        .stream_is_active(trigger.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(next_activity(&mut second).await);
+    let mut three = scaler.client().await;
+    let status = three.stream_is_active(trigger.clone()).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(status.message().contains("(max_streams)"));
+    drop(first);
+    common::postgres::eventually(
+        "the released slot to be free",
+        Duration::from_secs(5),
+        || {
+            let mut three = three.clone();
+            let trigger = trigger.clone();
+            async move { three.stream_is_active(trigger).await.is_ok() }
+        },
+    )
+    .await;
+    drop(second);
+    scaler.stop().await.unwrap();
+}
+
+/// Calls beyond `max_concurrent_calls` are ResourceExhausted while the slots are held
+/// (here by a call waiting for the first read of a database that accepts connections and
+/// never answers).
+#[tokio::test]
+async fn concurrent_calls_are_capped() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let holding = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let unreachable = format!("postgres://scaler:pw@127.0.0.1:{port}/nothing");
+    let scaler = TestScaler::start(&[
+        ("PGQS_DATABASE_URL", unreachable.as_str()),
+        ("PGQS_MAX_CONCURRENT_CALLS", "1"),
+        ("PGQS_FIRST_READ_TIMEOUT", "3s"),
+    ])
+    .await;
+    let client = scaler.client().await;
+    let trigger = scaled_object("w", &[("queue", "q"), ("workerConcurrency", "1")]);
+    let waiting = {
+        let mut client = client.clone();
+        let trigger = trigger.clone();
+        tokio::spawn(async move { client.is_active(trigger).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = client.clone().is_active(trigger.clone()).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(status.message().contains("max_concurrent_calls"));
+    let first = waiting.await.unwrap().unwrap_err();
+    assert_eq!(first.code(), Code::Unavailable);
+    scaler.stop().await.unwrap();
+    holding.abort();
+}

@@ -17,6 +17,7 @@ use super::proto::{
     MetricValue, ScaledObjectRef,
 };
 use crate::access::AccessPolicy;
+use crate::caps::CallCaps;
 use crate::error::Error;
 use crate::evaluate::evaluate;
 use crate::grpc::status::code_of;
@@ -34,6 +35,7 @@ const STREAM_BUFFER: usize = 4;
 pub struct ScalerService {
     snapshots: Snapshots,
     access: AccessPolicy,
+    caps: CallCaps,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 }
@@ -44,12 +46,14 @@ impl ScalerService {
     pub fn new(
         snapshots: Snapshots,
         access: AccessPolicy,
+        caps: CallCaps,
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Self {
             snapshots,
             access,
+            caps,
             metrics,
             shutdown,
         }
@@ -78,7 +82,11 @@ impl ScalerService {
         );
         let started = Instant::now();
         let result = async move {
-            match handler.await {
+            let answer = match self.caps.call() {
+                Ok(_slot) => handler.await,
+                Err(exhausted) => Err(exhausted),
+            };
+            match answer {
                 Ok(answer) => Ok(Response::new(answer)),
                 Err(error) => {
                     tracing::info!(kind = error.kind(), %error, "request refused");
@@ -119,9 +127,11 @@ impl ExternalScaler for ScalerService {
         &self,
         request: Request<ScaledObjectRef>,
     ) -> Result<Response<Self::StreamIsActiveStream>, Status> {
+        let peer = request.remote_addr();
         let reference = request.into_inner();
         self.observe("StreamIsActive", &reference, async {
             let trigger = self.trigger(&reference)?;
+            let slot = self.caps.stream(peer)?;
             let watch = self.snapshots.watch(&trigger)?;
             let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
             let span = tracing::info_span!(
@@ -129,8 +139,13 @@ impl ExternalScaler for ScalerService {
                 namespace = %Clipped(&reference.namespace),
                 scaled_object = %Clipped(&reference.name)
             );
+            let push = push_activity(trigger, watch, sender, self.shutdown.clone());
             tokio::spawn(
-                push_activity(trigger, watch, sender, self.shutdown.clone()).instrument(span),
+                async move {
+                    push.await;
+                    drop(slot);
+                }
+                .instrument(span),
             );
             Ok(ReceiverStream::new(receiver))
         })

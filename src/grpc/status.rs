@@ -19,6 +19,7 @@ pub fn code_of(error: &Error) -> Code {
         | Error::UnknownQueue { .. }
         | Error::Unsupported { .. } => Code::FailedPrecondition,
         Error::PermissionDenied(_) => Code::PermissionDenied,
+        Error::Exhausted(_) => Code::ResourceExhausted,
         Error::Unavailable(_) => Code::Unavailable,
         Error::Unimplemented(_) => Code::Unimplemented,
     }

@@ -14,8 +14,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+use crate::caps::{CapSettings, CapUse};
 use crate::database::{ConnectionUrl, PoolSettings};
 use crate::error::Error;
 use crate::metrics::{Metrics, SourceLabels};
@@ -104,6 +105,9 @@ pub struct Snapshots {
 struct Inner {
     refresh: RefreshSettings,
     pool: PoolSettings,
+    caps: CapSettings,
+    /// One permit per database connection a pool may open, over all pools.
+    connections: Arc<Semaphore>,
     databases: HashMap<String, ConnectionUrl>,
     sources: Mutex<HashMap<SourceKey, Arc<Source>>>,
     shutdown: watch::Receiver<bool>,
@@ -122,6 +126,9 @@ struct Source {
     open_streams: AtomicUsize,
     /// What the source's triggers ask the refresh statement to compute.
     scopes: ScopeRegistry,
+    /// The connections its pool may open, reserved under `max_database_connections` until
+    /// the source is gone.
+    _connections: OwnedSemaphorePermit,
 }
 
 impl Snapshots {
@@ -129,6 +136,7 @@ impl Snapshots {
     pub fn new(
         refresh: RefreshSettings,
         pool: PoolSettings,
+        caps: CapSettings,
         databases: HashMap<String, ConnectionUrl>,
         shutdown: watch::Receiver<bool>,
         metrics: Arc<Metrics>,
@@ -137,6 +145,8 @@ impl Snapshots {
             inner: Arc::new(Inner {
                 refresh,
                 pool,
+                caps,
+                connections: Arc::new(Semaphore::new(caps.max_database_connections)),
                 databases,
                 sources: Mutex::new(HashMap::new()),
                 shutdown,
@@ -229,6 +239,7 @@ impl Snapshots {
             tracing::warn!(database = %source.label, "the refresh loop had ended; starting a new one");
         }
         let url = self.resolve(&key.connection)?;
+        let connections = self.reserve_source(sources.len())?;
         let (sender, receiver) = watch::channel(SourceState::default());
         let label = trigger.database_label();
         let source = Arc::new(Source {
@@ -244,10 +255,49 @@ impl Snapshots {
             last_used: Mutex::new(Instant::now()),
             open_streams: AtomicUsize::new(usize::from(stream)),
             scopes: ScopeRegistry::default(),
+            _connections: connections,
         });
         sources.insert(key.clone(), source.clone());
         tokio::spawn(refresh::run(self.clone(), key, source.clone(), sender));
         Ok(source)
+    }
+
+    /// Room for one more source, when `in_use` are read: under `max_sources`, and the
+    /// connections of its pool under `max_database_connections`. A refusal leaves the
+    /// sources in use untouched.
+    fn reserve_source(&self, in_use: usize) -> Result<OwnedSemaphorePermit, Error> {
+        let caps = &self.inner.caps;
+        if in_use >= caps.max_sources {
+            return Err(Error::Exhausted(format!(
+                "this scaler reads at most {} databases and schemas at once (max_sources); triggers on those in use keep working",
+                caps.max_sources
+            )));
+        }
+        // The pool size is at most 16 and checked against the cap at start-up.
+        let pool_size = u32::try_from(self.inner.pool.max_size).unwrap_or(u32::MAX);
+        self.inner
+            .connections
+            .clone()
+            .try_acquire_many_owned(pool_size)
+            .map_err(|_| {
+                Error::Exhausted(format!(
+                    "this scaler holds at most {} database connections (max_database_connections), and the databases and schemas in use have reserved them; triggers on those keep working",
+                    caps.max_database_connections
+                ))
+            })
+    }
+
+    /// The use of the source and connection caps, for metrics.
+    pub fn cap_usage(&self) -> [CapUse; 2] {
+        let caps = &self.inner.caps;
+        [
+            ("sources", caps.max_sources, self.inner.sources().len()),
+            (
+                "database_connections",
+                caps.max_database_connections,
+                caps.max_database_connections - self.inner.connections.available_permits(),
+            ),
+        ]
     }
 
     /// Removes `source` when nobody used it lately and no stream holds it; returns whether
