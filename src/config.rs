@@ -13,6 +13,7 @@ use serde::Deserialize;
 use crate::access::AccessPolicy;
 use crate::caps::CapSettings;
 use crate::database::{ConnectionUrl, PoolSettings};
+use crate::grpc::hygiene::HygieneSettings;
 use crate::snapshot::RefreshSettings;
 use crate::trigger::{DEFAULT_DATABASE, is_database_name};
 
@@ -100,6 +101,8 @@ pub struct Settings {
     pub rpc_timeout: Duration,
     /// Caps on sources, connections, streams and calls.
     pub caps: CapSettings,
+    /// Deadlines for client connections on both ports.
+    pub hygiene: HygieneSettings,
     /// Who may read what.
     pub access: AccessPolicy,
     /// TLS for the gRPC port, when configured.
@@ -169,6 +172,8 @@ struct RawSettings {
     max_streams: Option<String>,
     max_streams_per_connection: Option<String>,
     max_concurrent_calls: Option<String>,
+    handshake_timeout: Option<String>,
+    idle_timeout: Option<String>,
     log_format: Option<String>,
     connection_from_env_enabled: Option<String>,
     connection_from_env_allowed_hosts: Option<TextList>,
@@ -253,6 +258,12 @@ impl Settings {
         ));
         let drain_delay = take(duration("drain_delay", raw.drain_delay.as_deref(), "1s"));
         let rpc_timeout = take(duration("rpc_timeout", raw.rpc_timeout.as_deref(), "5s"));
+        let handshake_timeout = take(duration(
+            "handshake_timeout",
+            raw.handshake_timeout.as_deref(),
+            "30s",
+        ));
+        let idle_timeout = take(duration("idle_timeout", raw.idle_timeout.as_deref(), "5m"));
         let tls_reload_interval = take(duration(
             "tls_reload_interval",
             raw.tls_reload_interval.as_deref(),
@@ -337,6 +348,10 @@ impl Settings {
             drain_delay,
             rpc_timeout,
             caps,
+            hygiene: HygieneSettings {
+                handshake_timeout,
+                idle_timeout,
+            },
             access,
             tls,
             log_format,

@@ -1,5 +1,7 @@
 //! The plain-HTTP side port: `/metrics` (Prometheus text), `/healthz` (the process runs)
-//! and `/readyz` (it accepts new work; 503 from the moment shutdown begins).
+//! and `/readyz` (it accepts new work; 503 from the moment shutdown begins). Served over
+//! HTTP/1.1 with a deadline for every request's headers, which also closes keep-alive
+//! connections idle for that long.
 
 use std::sync::Arc;
 
@@ -59,4 +61,47 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
     }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets open requests finish.
+/// A client must send each request's headers within `header_timeout` of connecting (or of
+/// its previous response), so slow or silent clients cannot hold connections.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    header_timeout: std::time::Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors, say: pause rather than spin.
+                    tracing::warn!(%error, "accepting an HTTP connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "HTTP connection closed");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }

@@ -57,6 +57,11 @@ struct VersionLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClosedLabels {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CapLabels {
     cap: &'static str,
 }
@@ -80,6 +85,7 @@ pub struct Metrics {
     registry: Registry,
     rpc_requests: Family<RpcLabels, Counter>,
     rpc_duration: Family<RpcLabels, Histogram, fn() -> Histogram>,
+    connections_closed: Family<ClosedLabels, Counter>,
     refresh_duration: Family<SourceLabels, Histogram, fn() -> Histogram>,
     refresh_errors: Family<SourceLabels, Counter>,
     snapshot_age: Family<SourceLabels, FloatGauge>,
@@ -112,6 +118,7 @@ impl Metrics {
         let metrics = Self {
             rpc_requests: Family::default(),
             rpc_duration: Family::new_with_constructor(latency_histogram),
+            connections_closed: Family::default(),
             refresh_duration: Family::new_with_constructor(latency_histogram),
             refresh_errors: Family::default(),
             snapshot_age: Family::default(),
@@ -140,6 +147,11 @@ impl Metrics {
             "gRPC call latency by method and status code",
             Unit::Seconds,
             metrics.rpc_duration.clone(),
+        );
+        registry.register(
+            "grpc_connections_closed",
+            "gRPC connections the scaler closed: no call within handshake_timeout, or idle for idle_timeout",
+            metrics.connections_closed.clone(),
         );
         registry.register_with_unit(
             "refresh_duration",
@@ -240,6 +252,13 @@ impl Metrics {
         self.rpc_duration
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one gRPC connection closed for `reason`.
+    pub fn record_connection_closed(&self, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&ClosedLabels { reason })
+            .inc();
     }
 
     /// Counts one read of a source.

@@ -8,11 +8,14 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
 use tonic_health::ServingStatus;
 
 use crate::caps::CallCaps;
 use crate::config::Settings;
+use crate::grpc::hygiene::{Guarded, mark_call};
 use crate::grpc::proto::FILE_DESCRIPTOR_SET;
 use crate::grpc::proto::external_scaler_server::ExternalScalerServer;
 use crate::grpc::scaler::ScalerService;
@@ -96,34 +99,51 @@ pub async fn run(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
     let call_caps = CallCaps::new(settings.caps);
-    let scaler = ExternalScalerServer::new(ScalerService::new(
-        snapshots.clone(),
-        settings.access.clone(),
-        call_caps.clone(),
-        metrics.clone(),
-        stopping.clone(),
-    ));
+    let scaler = ExternalScalerServer::with_interceptor(
+        ScalerService::new(
+            snapshots.clone(),
+            settings.access.clone(),
+            call_caps.clone(),
+            metrics.clone(),
+            stopping.clone(),
+        ),
+        mark_call,
+    );
     let router = tonic::transport::Server::builder()
         .timeout(settings.rpc_timeout)
         // KEDA keeps one connection with long-lived streams open; pings find a peer that
         // vanished without closing it, so its streams do not keep databases polled.
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
+        .add_service(InterceptedService::new(health_service, mark_call))
+        .add_service(InterceptedService::new(reflection_v1, mark_call))
+        .add_service(InterceptedService::new(reflection_v1alpha, mark_call))
         .add_service(scaler);
     let mut grpc_stopping = stopping.clone();
     let grpc_stopped = async move { crate::sync::until_set(&mut grpc_stopping).await };
+    let hygiene = settings.hygiene;
+    let connection_metrics = metrics.clone();
     let grpc: Serving = match tls {
-        Some(tls) => Box::pin(router.serve_with_incoming_shutdown(
-            tls.incoming(listeners.grpc, stopping.clone()),
-            grpc_stopped,
-        )),
-        None => Box::pin(
-            router
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), grpc_stopped),
-        ),
+        Some(tls) => {
+            let incoming = tls
+                .incoming(listeners.grpc, stopping.clone())
+                .map(move |accepted| {
+                    accepted.map(|stream| {
+                        let peer = stream.get_ref().0.peer_addr().ok();
+                        Guarded::new(stream, peer, hygiene, connection_metrics.clone())
+                    })
+                });
+            Box::pin(router.serve_with_incoming_shutdown(incoming, grpc_stopped))
+        }
+        None => {
+            let incoming = TcpListenerStream::new(listeners.grpc).map(move |accepted| {
+                accepted.map(|stream| {
+                    let peer = stream.peer_addr().ok();
+                    Guarded::new(stream, peer, hygiene, connection_metrics.clone())
+                })
+            });
+            Box::pin(router.serve_with_incoming_shutdown(incoming, grpc_stopped))
+        }
     };
     let http_state = HttpState {
         metrics,
@@ -133,11 +153,12 @@ pub async fn run(
     };
     let mut http_stopping = stopping.clone();
     let http_stopped = async move { crate::sync::until_set(&mut http_stopping).await };
-    let http = async move {
-        axum::serve(listeners.http, http::router(http_state))
-            .with_graceful_shutdown(http_stopped)
-            .await
-    };
+    let http = http::serve(
+        listeners.http,
+        http::router(http_state),
+        settings.hygiene.handshake_timeout,
+        http_stopped,
+    );
     let servers = async {
         tokio::try_join!(async { grpc.await.map_err(RunError::from) }, async {
             http.await.map_err(RunError::from)

@@ -2,6 +2,7 @@
 //! codes. Transport only; the rules live in [`crate::trigger`], [`crate::snapshot`] and
 //! [`crate::decide`].
 
+pub mod hygiene;
 pub mod scaler;
 pub mod status;
 pub mod tls;

@@ -20,6 +20,7 @@ use crate::access::AccessPolicy;
 use crate::caps::CallCaps;
 use crate::error::Error;
 use crate::evaluate::evaluate;
+use crate::grpc::hygiene::ConnectionInfo;
 use crate::grpc::status::code_of;
 use crate::metric_name::{self, metric_name};
 use crate::metrics::Metrics;
@@ -127,11 +128,16 @@ impl ExternalScaler for ScalerService {
         &self,
         request: Request<ScaledObjectRef>,
     ) -> Result<Response<Self::StreamIsActiveStream>, Status> {
-        let peer = request.remote_addr();
+        let connection = request.extensions().get::<ConnectionInfo>().cloned();
         let reference = request.into_inner();
         self.observe("StreamIsActive", &reference, async {
             let trigger = self.trigger(&reference)?;
-            let slot = self.caps.stream(peer)?;
+            let peer = connection.as_ref().and_then(|info| info.remote_addr);
+            // The stream keeps its connection open past idle_timeout while it lasts.
+            let slot = (
+                self.caps.stream(peer)?,
+                connection.map(|info| info.activity.hold()),
+            );
             let watch = self.snapshots.watch(&trigger)?;
             let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
             let span = tracing::info_span!(
