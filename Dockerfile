@@ -20,8 +20,8 @@ COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto/ proto/
 COPY src/ src/
 # Cargo refuses a manifest whose declared targets are missing, even to build another one;
-# the benchmark is declared (it runs without the test harness), so its source comes along.
-COPY benches/scaler.rs benches/scaler.rs
+# the benchmarks are declared (they run without the test harness), so their sources come along.
+COPY benches/scaler.rs benches/streams.rs benches/
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --release --locked --bin pg-queue-scaler \

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite, set-up included, on a fresh machine or a developer's:
-#   1. PostgreSQL server binaries (apt-get install postgresql when initdb is missing),
+#   1. PostgreSQL server binaries and PgBouncer (apt-get install postgresql / pgbouncer when
+#      initdb / pgbouncer is missing),
 #   2. the Python venv with the pinned DBOS and gRPC packages (scripts/setup-python.sh),
 #   3. formatting, lints and docs (cargo fmt --check, cargo clippy and cargo doc, warnings denied),
 #   4. the release binary, used by the end-to-end test as a user would run it,
 #   5. unit, integration and end-to-end tests (cargo test),
 #   6. chart, manifest and example checks (scripts/check-chart.sh).
-# Tests start their own throwaway Postgres clusters unless TEST_DATABASE_URL is set.
+# Tests start their own throwaway Postgres clusters unless TEST_DATABASE_URL is set, and their
+# own PgBouncers in front of them (tests/pooler.rs) either way.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,15 +20,44 @@ have_postgres_server() {
   command -v initdb >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
 }
 
+# Where tests/common/pgbouncer.rs looks: PGBOUNCER, PATH, Debian's /usr/sbin.
+have_pgbouncer() {
+  [[ -n ${PGBOUNCER:-} && -x ${PGBOUNCER} ]] || command -v pgbouncer >/dev/null 2>&1 ||
+    [[ -x /usr/sbin/pgbouncer ]]
+}
+
+can_apt_get() {
+  [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1
+}
+
+apt_updated=false
+apt_get_install() {
+  export DEBIAN_FRONTEND=noninteractive
+  if ! $apt_updated; then
+    apt-get update -qq
+    apt_updated=true
+  fi
+  apt-get install -y -qq "$@" >/dev/null
+}
+
 step "PostgreSQL server binaries"
 if [[ -z ${TEST_DATABASE_URL:-} ]] && ! have_postgres_server; then
-  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq postgresql >/dev/null
+  if can_apt_get; then
+    apt_get_install postgresql
   else
     echo "initdb not found: install the PostgreSQL server (apt-get install -y postgresql)," >&2
     echo "or set TEST_DATABASE_URL to a server where the tests may create databases" >&2
+    exit 1
+  fi
+fi
+
+step "PgBouncer"
+if ! have_pgbouncer; then
+  if can_apt_get; then
+    apt_get_install pgbouncer
+  else
+    echo "pgbouncer not found: install it (apt-get install -y pgbouncer), or set PGBOUNCER" >&2
+    echo "to the binary" >&2
     exit 1
   fi
 fi

@@ -8,8 +8,8 @@
 //! - [`trigger`] turns trigger metadata into a validated [`trigger::Trigger`], and
 //!   [`metric_name`] names its metric.
 //! - [`systems`] holds, per queue system, schema discovery and the counting statement.
-//! - [`database`] builds pools, TLS and read-only sessions; [`database::ConnectionUrl`]
-//!   keeps URLs secret.
+//! - [`database`] builds pools and TLS, and runs each read as a read-only transaction that
+//!   leaves the session as it was; [`database::ConnectionUrl`] keeps URLs secret.
 //! - [`snapshot`] runs one refresh loop per database in use; requests read its latest
 //!   snapshot.
 //! - [`decide`] and [`evaluate`] hold the maths, pure.

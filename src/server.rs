@@ -34,6 +34,10 @@ const HTTP2_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_
 /// How long a ping may go unanswered before the connection is closed.
 const HTTP2_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The HTTP/2 connection window: room for 10,000 streams opening at once (see where it is
+/// set). Only memory the peer actually fills is used.
+const CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
+
 /// The sockets the scaler serves on, bound by the caller (port 0 in tests).
 #[derive(Debug)]
 pub struct Listeners {
@@ -115,6 +119,12 @@ pub async fn run(
         // vanished without closing it, so its streams do not keep databases polled.
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
+        // KEDA multiplexes every ScaledObject's stream over one connection and opens them
+        // all at once when it starts. Each opening carries one small DATA frame, which h2
+        // counts against a flood budget of half the connection window until the call reads
+        // it; with the default 64 KiB window a burst of a few hundred streams is taken for a
+        // flood and the whole connection is closed (GOAWAY ENHANCE_YOUR_CALM).
+        .initial_connection_window_size(Some(CONNECTION_WINDOW))
         .add_service(InterceptedService::new(health_service, mark_call))
         .add_service(InterceptedService::new(reflection_v1, mark_call))
         .add_service(InterceptedService::new(reflection_v1alpha, mark_call))

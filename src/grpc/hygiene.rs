@@ -1,7 +1,7 @@
 //! Connection hygiene on the gRPC port: a new connection must send its first call (HTTP/2
 //! preface included) within `handshake_timeout`, and a connection with no open stream and no
 //! call for `idle_timeout` is closed. KEDA's long-lived connection, with its streams, is never
-//! idle; dead peers are found by HTTP/2 keepalive pings (see [`crate::server`]).
+//! idle; dead peers are found by HTTP/2 keepalive pings (set where the server is built).
 //!
 //! Each accepted connection is wrapped in [`Guarded`], whose reads fail once a deadline
 //! passes (tonic and hyper then close the connection). Calls mark their connection's

@@ -23,6 +23,7 @@ pub(super) async fn run(
 ) {
     let settings = snapshots.inner.refresh.clone();
     let metrics = snapshots.inner.metrics.clone();
+    let limits = snapshots.inner.pool.read_limits();
     let mut shutdown = snapshots.inner.shutdown.clone();
     let mut layout: Option<Layout> = None;
     let mut ticker = tokio::time::interval(settings.interval);
@@ -48,7 +49,14 @@ pub(super) async fn run(
         let outcome = match current_pool(&snapshots, &source) {
             Ok(pool) => {
                 scopes_read = source.scopes.live(settings.idle_after);
-                let read = read_once(&pool, key.system, &key.schema, &mut layout, &scopes_read);
+                let read = read_once(
+                    &pool,
+                    &limits,
+                    key.system,
+                    &key.schema,
+                    &mut layout,
+                    &scopes_read,
+                );
                 match tokio::time::timeout(settings.read_timeout, read).await {
                     Ok(Ok(reading)) => Ok(reading),
                     Ok(Err(message)) => Err(message),
@@ -113,28 +121,62 @@ fn publish_outcome(
 /// as client-safe text: Postgres' own message and code, never the URL or the SQL.
 async fn read_once(
     pool: &deadpool_postgres::Pool,
+    limits: &database::ReadLimits,
     system: System,
     schema: &str,
     layout: &mut Option<Layout>,
     scopes: &[Scope],
 ) -> Result<Reading, String> {
-    let client = pool
-        .get()
+    let mut checkout = Checkout(Some(
+        pool.get()
+            .await
+            .map_err(|error| describe_pool_error(&error))?,
+    ));
+    let client = checkout.0.as_ref().expect("just checked out");
+    let reading = match system {
+        System::Dbos => read_dbos(client, limits, schema, layout, scopes).await,
+    };
+    checkout.give_back();
+    reading
+}
+
+async fn read_dbos(
+    client: &deadpool_postgres::Object,
+    limits: &database::ReadLimits,
+    schema: &str,
+    layout: &mut Option<Layout>,
+    scopes: &[Scope],
+) -> Result<Reading, String> {
+    if layout.is_none() {
+        let found = dbos::discover_within(&***client, schema, limits)
+            .await
+            .map_err(|e| describe_dbos_error(&e))?;
+        log_discovery(&found);
+        *layout = Some(found);
+    }
+    let layout = layout.as_ref().expect("layout was just discovered");
+    dbos::read_within(&***client, layout, scopes, limits)
         .await
-        .map_err(|error| describe_pool_error(&error))?;
-    match system {
-        System::Dbos => {
-            if layout.is_none() {
-                let found = dbos::discover(&**client, schema)
-                    .await
-                    .map_err(|e| describe_dbos_error(&e))?;
-                log_discovery(&found);
-                *layout = Some(found);
-            }
-            let layout = layout.as_ref().expect("layout was just discovered");
-            dbos::read(&client, layout, scopes)
-                .await
-                .map_err(|e| describe_dbos_error(&e))
+        .map_err(|e| describe_dbos_error(&e))
+}
+
+/// A connection checked out for one read. It goes back to the pool when the read got an
+/// answer (a result or an error from Postgres); when the read was abandoned (at
+/// `read_timeout`), it is closed instead: its network path may have gone silent, and the
+/// pool's recycling, which only asks whether the socket is closed, would hand it to every
+/// later read.
+struct Checkout(Option<deadpool_postgres::Object>);
+
+impl Checkout {
+    fn give_back(&mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        if let Some(abandoned) = self.0.take() {
+            drop(deadpool_postgres::Object::take(abandoned));
         }
     }
 }
@@ -180,9 +222,6 @@ fn describe_dbos_error(error: &DbosError) -> String {
 fn describe_pool_error(error: &deadpool_postgres::PoolError) -> String {
     match error {
         deadpool_postgres::PoolError::Backend(error) => describe_postgres_error(error),
-        deadpool_postgres::PoolError::PostCreateHook(_) => {
-            "could not prepare a read-only session".to_owned()
-        }
         deadpool_postgres::PoolError::Timeout(_) => "timed out connecting".to_owned(),
         other => other.to_string(),
     }

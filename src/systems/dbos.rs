@@ -1,6 +1,11 @@
 //! DBOS Transact's system schema: discovers which columns this database's DBOS version has,
 //! then counts every queue with one statement per refresh.
 //!
+//! Discovery and reads run each statement as a read-only transaction of its own with its
+//! limits set locally and no named prepared statement ([`database::read_only_query`]), so
+//! that they work through a connection pooler in transaction mode and leave the session
+//! exactly as they found it.
+//!
 //! The statement follows DBOS's indexes: the `ENQUEUED`/`PENDING` arm is served by the
 //! partial index `idx_workflow_status_in_flight_v2` only when the statuses are SQL literals
 //! (a bound status list or an extra status turns it into a scan of every finished workflow),
@@ -12,8 +17,10 @@ mod statement;
 use std::collections::HashMap;
 
 use tokio_postgres::GenericClient;
+use tokio_postgres::types::Type;
 
 use super::{Capabilities, Reading};
+use crate::database::{self, ReadLimits};
 use crate::trigger::Scope;
 
 /// Why a DBOS schema cannot be read.
@@ -130,19 +137,32 @@ const READ_COLUMNS: [(&str, &str); 17] = [
 /// (`information_schema` hides the ones it may not read), so a column that exists but was
 /// not granted is an error naming the grant, not a silent switch to an older schema's
 /// behaviour.
+///
+/// With the default [`ReadLimits`]; the scaler's refresh uses [`discover_within`] with the
+/// configured ones. `client` must not be in a transaction.
 pub async fn discover(client: &impl GenericClient, schema: &str) -> Result<Layout, DbosError> {
+    discover_within(client, schema, &ReadLimits::default()).await
+}
+
+/// [`discover`] with the limits its read-only transactions set locally.
+pub async fn discover_within(
+    client: &impl GenericClient,
+    schema: &str,
+    limits: &ReadLimits,
+) -> Result<Layout, DbosError> {
     let tables: Vec<&str> = TABLES.to_vec();
-    let rows = client
-        .query(
-            "SELECT c.relname::text, a.attname::text, \
-                    has_column_privilege(c.oid, a.attnum, 'SELECT') \
-             FROM pg_catalog.pg_class c \
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
-             WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v') AND c.relname = ANY($2)",
-            &[&schema, &tables],
-        )
-        .await?;
+    let rows = database::read_only_query(
+        client,
+        limits,
+        "SELECT c.relname::text, a.attname::text, \
+                has_column_privilege(c.oid, a.attnum, 'SELECT') \
+         FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+         WHERE n.nspname = $1::text AND c.relkind IN ('r', 'p', 'v') AND c.relname = ANY($2::text[])",
+        &[(&schema, Type::TEXT), (&tables, Type::TEXT_ARRAY)],
+    )
+    .await?;
     let columns: HashMap<(String, String), bool> = rows
         .iter()
         .map(|row| ((row.get(0), row.get(1)), row.get(2)))
@@ -172,7 +192,11 @@ pub async fn discover(client: &impl GenericClient, schema: &str) -> Result<Layou
                 "SELECT max(version)::bigint FROM {}.dbos_migrations",
                 quote(schema)
             );
-            client.query_one(&sql, &[]).await?.get(0)
+            let rows = database::read_only_query(client, limits, &sql, &[]).await?;
+            match rows.as_slice() {
+                [row] => row.try_get(0)?,
+                _ => return Err(DbosError::Unexpected("not one row from max(version)")),
+            }
         } else {
             None
         };
@@ -200,15 +224,29 @@ pub async fn discover(client: &impl GenericClient, schema: &str) -> Result<Layou
     Ok(layout)
 }
 
-/// Runs the layout's statement once for `scopes` and maps its rows.
+/// Runs the layout's statement once for `scopes` and maps its rows, with the default
+/// [`ReadLimits`]; the scaler's refresh uses [`read_within`] with the configured ones.
 pub async fn read(
     client: &deadpool_postgres::Client,
     layout: &Layout,
     scopes: &[Scope],
 ) -> Result<Reading, DbosError> {
-    let statement = client.prepare_cached(&layout.statement).await?;
+    let client: &tokio_postgres::Client = client;
+    read_within(client, layout, scopes, &ReadLimits::default()).await
+}
+
+/// Runs the layout's statement once for `scopes`, as a read-only transaction of its own with
+/// `limits` set locally (see [`database::read_only_query`]), and maps its rows. `client` must
+/// not be in a transaction.
+pub async fn read_within(
+    client: &impl GenericClient,
+    layout: &Layout,
+    scopes: &[Scope],
+    limits: &ReadLimits,
+) -> Result<Reading, DbosError> {
     let parameters = statement::ScopeParameters::of(scopes);
-    let rows = client.query(&statement, &parameters.as_params()).await?;
+    let rows =
+        database::read_only_query(client, limits, &layout.statement, &parameters.typed()).await?;
     let mut reading = Reading {
         capabilities: layout.capabilities(),
         scopes: scopes

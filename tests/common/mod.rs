@@ -3,7 +3,9 @@
 #![allow(dead_code, unused_imports)] // each test binary uses its own subset
 
 pub mod certs;
+pub mod pgbouncer;
 pub mod postgres;
+pub mod proxy;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

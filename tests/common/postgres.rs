@@ -311,8 +311,9 @@ fn server_binaries() -> PathBuf {
         )
 }
 
-/// initdb refuses to run as root: when root, run the cluster as `postgres` (or `nobody`).
-fn unprivileged_owner() -> Option<(u32, u32)> {
+/// initdb (and PgBouncer) refuse to run as root: when root, run them as `postgres` (or
+/// `nobody`).
+pub fn unprivileged_owner() -> Option<(u32, u32)> {
     let output = Command::new("id").arg("-u").output().ok()?;
     if String::from_utf8_lossy(&output.stdout).trim() != "0" {
         return None;

@@ -12,10 +12,11 @@
 //!
 //! Statuses are SQL literals so that DBOS's partial indexes serve every arm (a bound status
 //! list or an extra status turns a scan of the in-flight rows into a scan of every finished
-//! workflow). Scopes arrive as four parallel array parameters; the statement text depends
-//! only on the schema, so it is prepared once per connection.
+//! workflow). Scopes arrive as four parallel array parameters of given types; the statement
+//! text depends only on the schema. It runs as the unnamed statement (no named prepared
+//! statement stays on the session), so Postgres plans it with the scopes of each read.
 
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 
 use super::{Layout, quote};
 use crate::trigger::{Scope, VersionFilter};
@@ -53,13 +54,14 @@ impl ScopeParameters {
         parameters
     }
 
-    /// The values to bind, in order.
-    pub(super) fn as_params(&self) -> [&(dyn ToSql + Sync); 4] {
+    /// The values to bind, in order, with their types (`$1::text[]`, `$2::text[]`,
+    /// `$3::bool[]`, `$4::int8[]`).
+    pub(super) fn typed(&self) -> [(&(dyn ToSql + Sync), Type); 4] {
         [
-            &self.applications,
-            &self.versions,
-            &self.latest,
-            &self.lookahead_ms,
+            (&self.applications, Type::TEXT_ARRAY),
+            (&self.versions, Type::TEXT_ARRAY),
+            (&self.latest, Type::BOOL_ARRAY),
+            (&self.lookahead_ms, Type::INT8_ARRAY),
         ]
     }
 }
