@@ -1,26 +1,44 @@
 //! Benchmarks, reported in `benches/REPORT.md`:
 //!
-//! 1. The counting statement on a DBOS table with many finished workflows, against the
-//!    usual alternative (a bound status list that includes `DELAYED`), to show why the
-//!    statuses are SQL literals.
+//! 1. The refresh statement, timed through `pg_queue_scaler::systems::dbos::read` on a
+//!    pooled connection (the scaler's own parameter building and row mapping), on a DBOS
+//!    table with many finished workflows, in-flight work over two application versions and
+//!    a partitioned queue with many partitions; for one default scope and for four scopes
+//!    (versions, `latest` with a lookahead, an application). Against it: the usual
+//!    alternative count (a bound status list that includes `DELAYED`), to show why the
+//!    statuses are SQL literals, and optionally a previous build's statement on the same
+//!    data (`PGQS_BENCH_BEFORE_STATEMENT`, below). The scans of each plan, from
+//!    `EXPLAIN (ANALYZE, BUFFERS)`, show which of DBOS's indexes serve it.
 //! 2. `GetMetrics` served from snapshots to 200 triggers at once over loopback: latency,
 //!    throughput, and how many statements Postgres ran meanwhile.
 //!
 //! `cargo bench --bench scaler` runs the full sizes and prints a Markdown report. Without
 //! `--bench` (as `cargo test --all-targets` runs it) it runs small sizes as a smoke test.
+//!
+//! `PGQS_BENCH_BEFORE_STATEMENT=<file>`: a parameterless statement (the refresh statement of
+//! an earlier build, written out by that build's benchmark) timed in the same rounds, on the
+//! same data and session as the current one.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::{Fixture, Server, TestScaler, metric_value, scaled_object};
+use pg_queue_scaler::database::{ConnectionUrl, PoolSettings, build_pool};
 use pg_queue_scaler::grpc::proto::GetMetricsRequest;
+use pg_queue_scaler::systems::Reading;
+use pg_queue_scaler::systems::dbos::read;
+use pg_queue_scaler::trigger::{Scope, Trigger, VersionFilter};
+use tokio_postgres::types::ToSql;
 
 struct Sizes {
     finished: i64,
     enqueued: i64,
     queues: i64,
+    partitions: i64,
+    partitioned: i64,
     repetitions: usize,
     load: Duration,
 }
@@ -29,16 +47,27 @@ const FULL: Sizes = Sizes {
     finished: 2_000_000,
     enqueued: 20_000,
     queues: 200,
-    repetitions: 30,
+    partitions: 10_000,
+    partitioned: 20_000,
+    repetitions: 50,
     load: Duration::from_secs(5),
 };
 const SMOKE: Sizes = Sizes {
     finished: 20_000,
     enqueued: 2_000,
     queues: 200,
+    partitions: 100,
+    partitioned: 200,
     repetitions: 3,
     load: Duration::from_millis(500),
 };
+
+/// Rounds run before the timed ones: caches are warm, and the prepared statements compared
+/// with the scaler's are past Postgres's first five custom plans.
+const WARM_UP: usize = 6;
+
+/// The partitioned queue.
+const PARTITIONED: &str = "partitioned";
 
 fn main() {
     let full = std::env::args().any(|arg| arg == "--bench");
@@ -51,6 +80,28 @@ fn main() {
         .block_on(run(sizes));
 }
 
+/// The trigger keys of the four scopes: default; a pinned version; the latest version with a
+/// lookahead; an application and a version.
+const FOUR_SCOPES: [&[(&str, &str)]; 4] = [
+    &[],
+    &[("applicationVersion", "v1")],
+    &[
+        ("applicationVersion", "latest"),
+        ("delayedLookahead", "60s"),
+    ],
+    &[("applicationName", "app"), ("applicationVersion", "v2")],
+];
+
+/// The scope of a trigger with `keys`, as the scaler parses it.
+fn scope(keys: &[(&str, &str)]) -> Scope {
+    let metadata: HashMap<String, String> = [("queue", "queue-0")]
+        .iter()
+        .chain(keys)
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+    Trigger::parse(&metadata).expect("a valid trigger").scope
+}
+
 async fn run(sizes: Sizes) {
     let server = Server::from_env_or_private();
     let url = server.dbos_database(Fixture::Py340).await;
@@ -59,88 +110,204 @@ async fn run(sizes: Sizes) {
     fill(&db, &sizes).await;
     println!("## Setup\n");
     println!(
-        "DBOS 3.4.0 schema; {} finished workflows, {} ENQUEUED over {} queues, 200 PENDING, \
-         100 DELAYED (half due); filled and analysed in {:.1}s.\n",
-        sizes.finished,
-        sizes.enqueued,
-        sizes.queues,
-        started.elapsed().as_secs_f64()
+        "DBOS 3.4.0 schema, versions `v1` (a day old) and `v2` (an hour old, the latest) \
+         registered for application `app`; {finished} finished workflows; {enqueued} ENQUEUED \
+         over {queues} queues, 200 PENDING, 100 DELAYED (half due, a quarter due in 50s, a quarter in 1h); \
+         queue `{PARTITIONED}` (`partition_concurrency` 1, `worker_concurrency` 10) with \
+         {partitioned} ENQUEUED over {partitions} partition keys, {pending} PENDING (one in \
+         each of the first {pending} partitions), 100 keyed DELAYED (as above). In-flight \
+         rows: half version-less, a quarter `v1`, a quarter `v2`; PENDING rows carry the \
+         claimant's `v1` or `v2`. Filled and analysed in {seconds:.1}s.\n",
+        finished = sizes.finished,
+        enqueued = sizes.enqueued,
+        queues = sizes.queues,
+        partitioned = sizes.partitioned,
+        partitions = sizes.partitions,
+        pending = sizes.partitions / 10,
+        seconds = started.elapsed().as_secs_f64()
     );
 
     let layout = pg_queue_scaler::systems::dbos::discover(&db, "dbos")
         .await
         .expect("discover");
-    let literal = time_statement(&db, &layout.statement, &[], sizes.repetitions).await;
+    let before = std::env::var_os("PGQS_BENCH_BEFORE_STATEMENT").map(|path| {
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|error| panic!("read {}: {error}", path.to_string_lossy()))
+    });
+    let pool = build_pool(
+        &ConnectionUrl::parse(&url).expect("a valid URL"),
+        &PoolSettings {
+            max_size: 1,
+            statement_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(10),
+        },
+    )
+    .expect("pool");
+    let client = pool.get().await.expect("a pooled connection");
+    let (default_label, default_scopes) = ("(a) default scope only", vec![scope(&[])]);
+    let (four_label, four_scopes) = ("(b) four scopes", FOUR_SCOPES.map(scope).to_vec());
+    let bound_sql = "SELECT queue_name, count(*) FROM dbos.workflow_status \
+         WHERE status = ANY($1) AND queue_name IS NOT NULL GROUP BY queue_name";
+    let statuses = vec!["ENQUEUED", "PENDING", "DELAYED"];
     db.batch_execute("SET plan_cache_mode = force_generic_plan")
         .await
         .unwrap();
-    let statuses = vec!["ENQUEUED", "PENDING", "DELAYED"];
-    let bound = time_statement(
-        &db,
-        "SELECT queue_name, count(*) FROM dbos.workflow_status \
-         WHERE status = ANY($1) AND queue_name IS NOT NULL GROUP BY queue_name",
-        &[&statuses],
-        sizes.repetitions,
-    )
-    .await;
+    let bound = db.prepare(bound_sql).await.unwrap();
+    let before_statement = match &before {
+        Some(sql) => Some(client.prepare_cached(sql).await.expect("prepare before")),
+        None => None,
+    };
+    // One round runs each statement once, so that a disturbance on the shared machine
+    // hits every statement alike rather than one of them.
+    let mut runs: [Vec<Duration>; 4] = Default::default();
+    let mut reading = Reading::default();
+    for round in 0..WARM_UP + sizes.repetitions {
+        let mut timed = Vec::with_capacity(4);
+        let started = Instant::now();
+        read(&client, &layout, &default_scopes)
+            .await
+            .expect("read, default scope");
+        timed.push(started.elapsed());
+        let started = Instant::now();
+        let four = read(&client, &layout, &four_scopes)
+            .await
+            .expect("read, four scopes");
+        timed.push(started.elapsed());
+        if round == 0 {
+            reading = four;
+        }
+        let started = Instant::now();
+        db.query(&bound, &[&statuses]).await.unwrap();
+        timed.push(started.elapsed());
+        if let Some(statement) = &before_statement {
+            let started = Instant::now();
+            client.query(statement, &[]).await.expect("before");
+            timed.push(started.elapsed());
+        }
+        if round >= WARM_UP {
+            for (samples, time) in runs.iter_mut().zip(timed) {
+                samples.push(time);
+            }
+        }
+    }
     db.batch_execute("RESET plan_cache_mode").await.unwrap();
-    let plan = db
-        .query(&format!("EXPLAIN {}", layout.statement), &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get::<_, String>(0))
-        .filter(|line| line.contains("Scan"))
-        .map(|line| line.trim().trim_start_matches("->").trim().to_owned())
-        .collect::<Vec<_>>();
+    let [default_time, four_time, bound_time, before_time] = runs.map(quantiles);
+    let (default_time, four_time, bound_time) = (
+        default_time.expect("timed"),
+        four_time.expect("timed"),
+        bound_time.expect("timed"),
+    );
+
     println!(
-        "## 1. The counting statement ({} runs each)\n",
+        "## 1. The refresh statement ({} rounds, each statement once per round, after {WARM_UP} warm-up rounds)\n",
         sizes.repetitions
     );
     println!("| statement | median | p90 |\n| --- | --- | --- |");
     println!(
-        "| scaler's (literal statuses, UNION ALL of arms) | {} | {} |",
-        ms(literal.0),
-        ms(literal.1)
+        "| scaler's, {default_label}: `read()` | {} | {} |",
+        ms(default_time.0),
+        ms(default_time.1)
     );
     println!(
-        "| bound list `status = ANY($1)` incl. DELAYED, generic plan | {} | {} |\n",
-        ms(bound.0),
-        ms(bound.1)
+        "| scaler's, {four_label}: `read()` | {} | {} |",
+        ms(four_time.0),
+        ms(four_time.1)
     );
-    println!("Scans in the scaler's plan:\n");
-    for line in plan {
-        println!("- `{line}`");
+    if let Some((median, p90)) = before_time {
+        println!(
+            "| previous build's statement (`PGQS_BENCH_BEFORE_STATEMENT`), same data and session | {} | {} |",
+            ms(median),
+            ms(p90)
+        );
     }
+    println!(
+        "| bound list `status = ANY($1)` incl. DELAYED, generic plan | {} | {} |\n",
+        ms(bound_time.0),
+        ms(bound_time.1)
+    );
+    if let Some((before_median, _)) = before_time {
+        println!(
+            "Median ratio to the previous statement: default scope {:.2}x, four scopes {:.2}x.\n",
+            ratio(default_time.0, before_median),
+            ratio(four_time.0, before_median)
+        );
+    }
+
+    println!("What the four scopes see (first round):\n");
+    println!(
+        "| scope | depth over the {} queues | `{PARTITIONED}`: depth | runnable (sum of per-partition caps) | busiest partition |\n| --- | --- | --- | --- | --- |",
+        sizes.queues
+    );
+    for scope in &four_scopes {
+        let loads = &reading.scopes[scope];
+        let regular: u64 = loads
+            .iter()
+            .filter(|(queue, _)| queue.as_str() != PARTITIONED)
+            .map(|(_, load)| load.counts.depth())
+            .sum();
+        let partitioned = loads.get(PARTITIONED).copied().unwrap_or_default();
+        let partitions = partitioned.partitions.unwrap_or_default();
+        println!(
+            "| {} | {regular} | {} | {} | {} |",
+            describe(scope),
+            partitioned.counts.depth(),
+            partitions.runnable,
+            partitions.busiest
+        );
+    }
+
+    let mut four_plan = Vec::new();
+    for (label, scopes) in [(default_label, &default_scopes), (four_label, &four_scopes)] {
+        let arrays = ScopeArrays::of(scopes);
+        let plan = explain(&db, &layout.statement, &arrays.as_params()).await;
+        println!("\nScans in the scaler's plan, {label} (`EXPLAIN (ANALYZE, BUFFERS)`):\n");
+        print_scans(&plan);
+        four_plan = plan;
+    }
+    if let Some(sql) = &before {
+        let plan = explain(&db, sql, &[]).await;
+        println!("\nScans in the previous build's plan, same data:\n");
+        print_scans(&plan);
+    }
+    println!(
+        "\n<details><summary>The whole plan, {four_label}</summary>\n\n```\n{}\n```\n</details>",
+        four_plan.join("\n")
+    );
+    drop(client);
 
     db.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         .await
         .unwrap();
     let scaler = TestScaler::start(&[("PGQS_DATABASE_URL", url.as_str())]).await;
-    let client = scaler.client().await;
-    let triggers: Vec<_> = (0..200)
+    let grpc = scaler.client().await;
+    // Every tenth trigger watches the partitioned queue; the triggers' scopes cycle through
+    // the four of section 1.
+    let triggers: Vec<_> = (0..200_usize)
         .map(|i| {
-            let queue = format!("queue-{}", i % sizes.queues);
-            scaled_object(
-                &format!("so-{i}"),
-                &[("queue", queue.as_str()), ("workerConcurrency", "10")],
-            )
+            let queue = if i % 10 == 9 {
+                PARTITIONED.to_owned()
+            } else {
+                format!("queue-{}", i as i64 % sizes.queues)
+            };
+            let mut metadata = vec![("queue", queue.as_str()), ("workerConcurrency", "10")];
+            metadata.extend_from_slice(FOUR_SCOPES[i % 4]);
+            scaled_object(&format!("so-{i}"), &metadata)
         })
         .collect();
-    let mut warm = client.clone();
-    metric_value(&mut warm, &triggers[0])
-        .await
-        .expect("warm up");
+    let mut warm = grpc.clone();
+    for trigger in &triggers[..4] {
+        metric_value(&mut warm, trigger).await.expect("warm up");
+    }
     db.batch_execute("SELECT pg_stat_statements_reset()")
         .await
         .unwrap();
     let load_started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for trigger in triggers {
-        let mut client = client.clone();
+        let mut grpc = grpc.clone();
         let load = sizes.load;
         tasks.spawn(async move {
-            let spec = client
+            let spec = grpc
                 .get_metric_spec(trigger.clone())
                 .await
                 .unwrap()
@@ -153,7 +320,7 @@ async fn run(sizes: Sizes) {
                     metric_name: metric_name.clone(),
                 };
                 let sent = Instant::now();
-                client.get_metrics(request).await.expect("GetMetrics");
+                grpc.get_metrics(request).await.expect("GetMetrics");
                 latencies.push(sent.elapsed());
             }
             latencies
@@ -178,7 +345,7 @@ async fn run(sizes: Sizes) {
     latencies.sort();
     let quantile = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q) as usize];
     println!(
-        "\n## 2. GetMetrics from snapshots, 200 concurrent triggers, {:.1}s\n",
+        "\n## 2. GetMetrics from snapshots, 200 concurrent triggers (four scopes, two queue kinds), {:.1}s\n",
         elapsed.as_secs_f64()
     );
     println!(
@@ -197,59 +364,302 @@ async fn run(sizes: Sizes) {
 
 /// Fills the schema with finished history and in-flight work, the way DBOS leaves it.
 async fn fill(db: &tokio_postgres::Client, sizes: &Sizes) {
-    let insert = |status: &str, count: i64, extra: &str| {
-        format!(
-            "INSERT INTO dbos.workflow_status (workflow_uuid, status, name, queue_name, \
-             application_name, created_at, updated_at, completed_at, delay_until_epoch_ms) \
-             SELECT '{status}-' || i, '{status}', 'work', 'queue-' || (i % {queues}), 'app', \
-             1700000000000 + i, 1700000000000 + i, {extra} \
-             FROM generate_series(1, {count}) AS i",
-            queues = sizes.queues
-        )
+    db.batch_execute(&format!(
+        "INSERT INTO dbos.application_versions (version_id, version_name, version_timestamp, \
+         application_name) VALUES \
+         ('v1', 'v1', (extract(epoch FROM now()) * 1000)::bigint - 86400000, 'app'), \
+         ('v2', 'v2', (extract(epoch FROM now()) * 1000)::bigint - 3600000, 'app'); \
+         INSERT INTO dbos.queues (name, worker_concurrency, application_name) \
+         SELECT 'queue-' || i, 10, 'app' FROM generate_series(0, {last}) AS i; \
+         INSERT INTO dbos.queues (name, worker_concurrency, partition_concurrency, \
+         partition_queue, application_name) VALUES ('{PARTITIONED}', 10, 1, true, 'app')",
+        last = sizes.queues - 1
+    ))
+    .await
+    .unwrap();
+    let now = "(extract(epoch FROM now()) * 1000)::bigint";
+    let regular = format!("'queue-' || (i % {})", sizes.queues);
+    let partitioned = format!("'{PARTITIONED}'");
+    let key = format!("'p-' || (i % {})", sizes.partitions);
+    // DBOSClient enqueues version-less work; a worker enqueues with its own version.
+    let waiting_version = "CASE i % 4 WHEN 2 THEN 'v1' WHEN 3 THEN 'v2' END";
+    // A worker claims work with its own version.
+    let claimed_version = "CASE WHEN i % 2 = 0 THEN 'v1' ELSE 'v2' END";
+    let waiting_application = "CASE WHEN i % 10 = 0 THEN NULL ELSE 'app' END";
+    // Half due a second ago, a quarter due in 50s (inside a 60s lookahead), a quarter in an
+    // hour.
+    let due = format!("{now} + CASE i % 4 WHEN 2 THEN 50000 WHEN 3 THEN 3600000 ELSE -1000 END");
+    let delayed_version = "CASE WHEN i % 2 = 0 THEN NULL ELSE 'v2' END";
+    let history_queue = format!("CASE WHEN i % 10 = 0 THEN {partitioned} ELSE {regular} END");
+    let history_key = format!("CASE WHEN i % 10 = 0 THEN {key} END");
+    let created_now = format!("{now} - i");
+    let created_before = format!("{now} - 60000 - i");
+    let finished = Rows {
+        label: "done",
+        status: "SUCCESS",
+        count: sizes.finished,
+        queue: &history_queue,
+        partition: &history_key,
+        version: claimed_version,
+        application: "'app'",
+        created: "1700000000000 + i",
+        completed: "1700000000000 + i",
+        due: "NULL",
     };
-    db.batch_execute(&insert(
-        "SUCCESS",
-        sizes.finished,
-        "1700000000000 + i, NULL",
-    ))
-    .await
-    .unwrap();
-    db.batch_execute(&insert("ENQUEUED", sizes.enqueued, "NULL, NULL"))
-        .await
-        .unwrap();
-    db.batch_execute(&insert("PENDING", 200, "NULL, NULL"))
-        .await
-        .unwrap();
-    db.batch_execute(&insert(
-        "DELAYED",
-        100,
-        "NULL, (extract(epoch FROM now()) * 1000)::bigint + CASE WHEN i % 2 = 0 THEN -1000 ELSE 3600000 END",
-    ))
-    .await
-    .unwrap();
-    db.batch_execute("VACUUM ANALYZE dbos.workflow_status")
-        .await
-        .unwrap();
+    let groups = [
+        finished,
+        Rows {
+            label: "waiting",
+            status: "ENQUEUED",
+            count: sizes.enqueued,
+            queue: &regular,
+            partition: "NULL",
+            version: waiting_version,
+            application: waiting_application,
+            created: &created_now,
+            completed: "NULL",
+            due: "NULL",
+        },
+        Rows {
+            label: "running",
+            status: "PENDING",
+            count: 200,
+            queue: &regular,
+            partition: "NULL",
+            version: claimed_version,
+            application: "'app'",
+            created: &created_before,
+            completed: "NULL",
+            due: "NULL",
+        },
+        Rows {
+            label: "p-waiting",
+            status: "ENQUEUED",
+            count: sizes.partitioned,
+            queue: &partitioned,
+            partition: &key,
+            version: waiting_version,
+            application: waiting_application,
+            created: &created_now,
+            completed: "NULL",
+            due: "NULL",
+        },
+        Rows {
+            label: "p-running",
+            status: "PENDING",
+            count: sizes.partitions / 10,
+            queue: &partitioned,
+            partition: &key,
+            version: claimed_version,
+            application: "'app'",
+            created: &created_before,
+            completed: "NULL",
+            due: "NULL",
+        },
+        // Delayed rows last, so that those due "soon" are still in the future when timing starts.
+        Rows {
+            label: "later",
+            status: "DELAYED",
+            count: 100,
+            queue: &regular,
+            partition: "NULL",
+            version: delayed_version,
+            application: "'app'",
+            created: &created_before,
+            completed: "NULL",
+            due: &due,
+        },
+        Rows {
+            label: "p-later",
+            status: "DELAYED",
+            count: 100,
+            queue: &partitioned,
+            partition: &key,
+            version: delayed_version,
+            application: "'app'",
+            created: &created_before,
+            completed: "NULL",
+            due: &due,
+        },
+    ];
+    for rows in groups {
+        db.batch_execute(&rows.insert()).await.unwrap();
+    }
+    // One statement per call: several in one string run as one transaction, which VACUUM
+    // refuses.
+    for analyse in [
+        "VACUUM ANALYZE dbos.workflow_status",
+        "ANALYZE dbos.queues",
+        "ANALYZE dbos.application_versions",
+    ] {
+        db.batch_execute(analyse).await.unwrap();
+    }
 }
 
-/// Median and 90th percentile of `repetitions` runs (after one warm-up run).
-async fn time_statement(
-    db: &tokio_postgres::Client,
-    sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    repetitions: usize,
-) -> (Duration, Duration) {
-    let statement = db.prepare(sql).await.unwrap();
-    let mut runs = Vec::with_capacity(repetitions);
-    for attempt in 0..=repetitions {
-        let started = Instant::now();
-        db.query(&statement, params).await.unwrap();
-        if attempt > 0 {
-            runs.push(started.elapsed());
+/// `count` workflow rows; every other field is an SQL expression of `i` (1 to `count`).
+struct Rows<'a> {
+    label: &'a str,
+    status: &'a str,
+    count: i64,
+    queue: &'a str,
+    partition: &'a str,
+    version: &'a str,
+    application: &'a str,
+    created: &'a str,
+    completed: &'a str,
+    due: &'a str,
+}
+
+impl Rows<'_> {
+    fn insert(&self) -> String {
+        format!(
+            "INSERT INTO dbos.workflow_status (workflow_uuid, status, name, queue_name, \
+             queue_partition_key, application_version, application_name, created_at, \
+             updated_at, completed_at, delay_until_epoch_ms) \
+             SELECT '{label}-' || i, '{status}', 'work', {queue}, {partition}, {version}, \
+             {application}, {created}, {created}, {completed}, {due} \
+             FROM generate_series(1, {count}) AS i",
+            label = self.label,
+            status = self.status,
+            queue = self.queue,
+            partition = self.partition,
+            version = self.version,
+            application = self.application,
+            created = self.created,
+            completed = self.completed,
+            due = self.due,
+            count = self.count,
+        )
+    }
+}
+
+/// The statement's four array parameters for `scopes`, for `EXPLAIN` only (the timed runs go
+/// through `read`, which builds them itself). Mirrors the crate's private
+/// `ScopeParameters::of` in `src/systems/dbos/statement.rs`.
+struct ScopeArrays {
+    applications: Vec<Option<String>>,
+    versions: Vec<Option<String>>,
+    latest: Vec<bool>,
+    lookahead_ms: Vec<i64>,
+}
+
+impl ScopeArrays {
+    fn of(scopes: &[Scope]) -> Self {
+        ScopeArrays {
+            applications: scopes.iter().map(|s| s.application.clone()).collect(),
+            versions: scopes
+                .iter()
+                .map(|s| match &s.version {
+                    VersionFilter::Named(name) => Some(name.clone()),
+                    VersionFilter::All | VersionFilter::Latest => None,
+                })
+                .collect(),
+            latest: scopes
+                .iter()
+                .map(|s| s.version == VersionFilter::Latest)
+                .collect(),
+            lookahead_ms: scopes
+                .iter()
+                .map(|s| i64::try_from(s.lookahead.as_millis()).unwrap_or(i64::MAX))
+                .collect(),
         }
     }
+
+    fn as_params(&self) -> [&(dyn ToSql + Sync); 4] {
+        [
+            &self.applications,
+            &self.versions,
+            &self.latest,
+            &self.lookahead_ms,
+        ]
+    }
+}
+
+/// The lines of `EXPLAIN (ANALYZE, BUFFERS)` for `sql`.
+async fn explain(
+    db: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Vec<String> {
+    db.query(&format!("EXPLAIN (ANALYZE, BUFFERS) {sql}"), params)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<_, String>(0))
+        .collect()
+}
+
+/// Prints the plan's scans of tables and indexes (without cost estimates, with their
+/// buffers) and its execution time.
+fn print_scans(plan: &[String]) {
+    let indent = |line: &str| line.len() - line.trim_start().len();
+    for (index, line) in plan.iter().enumerate() {
+        let scan = line.trim().trim_start_matches("->").trim();
+        if !scan.contains(" Scan ") && !scan.starts_with("Seq Scan") {
+            continue;
+        }
+        if ["CTE Scan", "Subquery Scan", "Function Scan"]
+            .iter()
+            .any(|kind| scan.starts_with(kind))
+        {
+            continue;
+        }
+        let actual = scan
+            .find("(actual")
+            .or_else(|| scan.find("(never executed)"));
+        let scan = match (scan.find("(cost="), actual) {
+            (Some(cost), Some(actual)) => format!("{}{}", &scan[..cost], &scan[actual..]),
+            _ => scan.to_owned(),
+        };
+        // The node's own detail lines, up to its first child or next sibling.
+        let buffers = plan[index + 1..]
+            .iter()
+            .take_while(|next| indent(next) > indent(line) && !next.trim_start().starts_with("->"))
+            .map(|next| next.trim())
+            .find(|next| next.starts_with("Buffers:"))
+            .map(|next| format!(" — {next}"))
+            .unwrap_or_default();
+        println!("- `{scan}`{buffers}");
+    }
+    if let Some(total) = plan.iter().find(|line| line.starts_with("Execution Time")) {
+        println!("- {total}");
+    }
+}
+
+fn describe(scope: &Scope) -> String {
+    let mut parts = Vec::new();
+    if let Some(application) = &scope.application {
+        parts.push(format!("`applicationName: {application}`"));
+    }
+    match &scope.version {
+        VersionFilter::All => {}
+        VersionFilter::Latest => parts.push("`applicationVersion: latest`".to_owned()),
+        VersionFilter::Named(name) => parts.push(format!("`applicationVersion: {name}`")),
+    }
+    if !scope.lookahead.is_zero() {
+        parts.push(format!(
+            "`delayedLookahead: {}s`",
+            scope.lookahead.as_secs()
+        ));
+    }
+    if parts.is_empty() {
+        "default (all versions, no lookahead)".to_owned()
+    } else {
+        parts.join(" + ")
+    }
+}
+
+/// Median and 90th percentile; `None` for a statement that was not run.
+fn quantiles(mut runs: Vec<Duration>) -> Option<(Duration, Duration)> {
+    if runs.is_empty() {
+        return None;
+    }
     runs.sort();
-    (runs[runs.len() / 2], runs[(runs.len() * 9) / 10])
+    Some((runs[runs.len() / 2], runs[(runs.len() * 9) / 10]))
+}
+
+fn ratio(after: Duration, before: Duration) -> f64 {
+    after.as_secs_f64() / before.as_secs_f64()
 }
 
 fn ms(duration: Duration) -> String {
