@@ -29,7 +29,8 @@ use common::{Fixture, Server, TestScaler, metric_value, scaled_object};
 use pg_queue_scaler::database::{ConnectionUrl, PoolSettings, build_pool};
 use pg_queue_scaler::grpc::proto::GetMetricsRequest;
 use pg_queue_scaler::systems::Reading;
-use pg_queue_scaler::systems::dbos::read;
+use pg_queue_scaler::systems::ScopeRequest;
+use pg_queue_scaler::systems::dbos::{counting_statement, read};
 use pg_queue_scaler::trigger::{Scope, Trigger, VersionFilter};
 use tokio_postgres::types::ToSql;
 
@@ -144,8 +145,15 @@ async fn run(sizes: Sizes) {
     )
     .expect("pool");
     let client = pool.get().await.expect("a pooled connection");
+    // (a) watches a regular queue, so its partitions are not counted; (b) is the worst case,
+    // every scope's triggers on the partitioned queue too.
     let (default_label, default_scopes) = ("(a) default scope only", vec![scope(&[])]);
-    let (four_label, four_scopes) = ("(b) four scopes", FOUR_SCOPES.map(scope).to_vec());
+    let (four_label, four_scopes) = (
+        "(b) four scopes, partitions counted for each",
+        FOUR_SCOPES.map(scope).to_vec(),
+    );
+    let default_requests = requests(&default_scopes, false);
+    let four_requests = requests(&four_scopes, true);
     let bound_sql = "SELECT queue_name, count(*) FROM dbos.workflow_status \
          WHERE status = ANY($1) AND queue_name IS NOT NULL GROUP BY queue_name";
     let statuses = vec!["ENQUEUED", "PENDING", "DELAYED"];
@@ -164,12 +172,12 @@ async fn run(sizes: Sizes) {
     for round in 0..WARM_UP + sizes.repetitions {
         let mut timed = Vec::with_capacity(4);
         let started = Instant::now();
-        read(&client, &layout, &default_scopes)
+        read(&client, &layout, &default_requests)
             .await
             .expect("read, default scope");
         timed.push(started.elapsed());
         let started = Instant::now();
-        let four = read(&client, &layout, &four_scopes)
+        let four = read(&client, &layout, &four_requests)
             .await
             .expect("read, four scopes");
         timed.push(started.elapsed());
@@ -257,9 +265,13 @@ async fn run(sizes: Sizes) {
     }
 
     let mut four_plan = Vec::new();
-    for (label, scopes) in [(default_label, &default_scopes), (four_label, &four_scopes)] {
+    for (label, scopes, requests) in [
+        (default_label, &default_scopes, &default_requests),
+        (four_label, &four_scopes, &four_requests),
+    ] {
         let arrays = ScopeArrays::of(scopes);
-        let plan = explain(&db, &layout.statement, &arrays.as_params()).await;
+        let sql = counting_statement(&layout, requests);
+        let plan = explain(&db, &sql, &arrays.as_params()).await;
         println!("\nScans in the scaler's plan, {label} (`EXPLAIN (ANALYZE, BUFFERS)`):\n");
         print_scans(&plan);
         four_plan = plan;
@@ -664,4 +676,15 @@ fn ratio(after: Duration, before: Duration) -> f64 {
 
 fn ms(duration: Duration) -> String {
     format!("{:.2} ms", duration.as_secs_f64() * 1000.0)
+}
+
+/// `scopes` as a read asks for them, with or without their partitions counted.
+fn requests(scopes: &[Scope], partitions: bool) -> Vec<ScopeRequest> {
+    scopes
+        .iter()
+        .map(|scope| ScopeRequest {
+            scope: scope.clone(),
+            partitions,
+        })
+        .collect()
 }

@@ -68,7 +68,7 @@ pub fn evaluate(trigger: &Trigger, snapshot: &Snapshot) -> Result<Evaluation, Er
         if let Some(age) = scoped.oldest_waiting_ms {
             oldest_waiting = oldest_waiting.max(Duration::from_millis(age) + since_read);
         }
-        loads.push(queue_load(trigger, reading, queue, &scoped));
+        loads.push(queue_load(trigger, reading, queue, &scoped)?);
     }
     let depth = decide::aggregate(loads.iter().map(|load| load.depth), trigger.aggregate);
     Ok(Evaluation {
@@ -81,28 +81,41 @@ pub fn evaluate(trigger: &Trigger, snapshot: &Snapshot) -> Result<Evaluation, Er
     })
 }
 
-fn queue_load(trigger: &Trigger, reading: &Reading, queue: &str, scoped: &ScopedLoad) -> QueueLoad {
+fn queue_load(
+    trigger: &Trigger,
+    reading: &Reading,
+    queue: &str,
+    scoped: &ScopedLoad,
+) -> Result<QueueLoad, Error> {
     let config = reading.config(queue, trigger.scope.application.as_deref());
     let depth = scoped.counts.depth();
     let limits = match config {
-        Some(config) if trigger.apply_limits => QueueLimits {
-            concurrency: config.concurrency,
-            // No partition row: nothing keyed in scope, so nothing runnable.
-            partitions: config
-                .is_partitioned()
-                .then(|| scoped.partitions.unwrap_or_default()),
-            partition_worker_concurrency: config.partition_worker_concurrency,
-        },
+        Some(config) if trigger.apply_limits => {
+            let partitions = if config.is_partitioned() {
+                if !reading.partitioned_scopes.contains(&trigger.scope) {
+                    return Err(not_read_yet(trigger));
+                }
+                // No partition row: nothing keyed in scope, so nothing runnable.
+                Some(scoped.partitions.unwrap_or_default())
+            } else {
+                None
+            };
+            QueueLimits {
+                concurrency: config.concurrency,
+                partitions,
+                partition_worker_concurrency: config.partition_worker_concurrency,
+            }
+        }
         _ => QueueLimits::default(),
     };
     let (runnable, partition_workers) = decide::runnable_work(depth, &limits);
-    QueueLoad {
+    Ok(QueueLoad {
         queue: queue.to_owned(),
         depth,
         runnable,
         partition_workers,
         database_worker_concurrency: config.and_then(|config| config.worker_concurrency),
-    }
+    })
 }
 
 /// Refuses trigger keys the schema cannot honour, rather than counting without them.

@@ -242,7 +242,7 @@ async fn push_activity(
     let mut last_sent: Option<bool> = None;
     loop {
         match source
-            .current()
+            .current(&trigger)
             .and_then(|snapshot| evaluate(&trigger, &snapshot))
         {
             Ok(evaluation) => {

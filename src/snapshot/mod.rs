@@ -84,16 +84,39 @@ impl SourceKey {
 }
 
 impl SourceState {
-    /// Whether this state settles a request for `scope`: a read was attempted, and it
-    /// failed (the failure is the answer) or computed the scope.
-    fn answers(&self, scope: &Scope) -> bool {
+    /// Whether this state settles a request for `trigger`: a read was attempted, and it
+    /// failed (the failure is the answer) or computed the trigger's scope, with partitions
+    /// if the trigger needs them.
+    fn answers(&self, trigger: &Trigger) -> bool {
+        self.attempts > 0
+            && (self.failure.is_some()
+                || self.last_good.as_ref().is_none_or(|snapshot| {
+                    snapshot
+                        .reading
+                        .has_scope(&trigger.scope, wants_partitions(trigger, Some(snapshot)))
+                }))
+    }
+}
+
+impl SourceState {
+    /// Whether a read was attempted since `trigger`'s scope was asked for: it failed, or it
+    /// computed the scope (perhaps without the partitions it turns out to need).
+    fn read_scope_of(&self, trigger: &Trigger) -> bool {
         self.attempts > 0
             && (self.failure.is_some()
                 || self
                     .last_good
                     .as_ref()
-                    .is_none_or(|snapshot| snapshot.reading.has_scope(scope)))
+                    .is_none_or(|snapshot| snapshot.reading.has_scope(&trigger.scope, false)))
     }
+}
+
+/// Whether `trigger` needs its scope's partitions counted: its limits apply and, as far as
+/// `snapshot` knows, one of its queues is partitioned. (Before the first read nothing is
+/// known; the request then asks again once it is.)
+fn wants_partitions(trigger: &Trigger, snapshot: Option<&Snapshot>) -> bool {
+    trigger.apply_limits
+        && snapshot.is_some_and(|snapshot| snapshot.reading.needs_partitions(&trigger.queues))
 }
 
 /// The registry of sources; cheap to clone.
@@ -160,14 +183,24 @@ impl Snapshots {
     /// A trigger whose scope the source did not compute yet waits for the read that does.
     pub async fn latest(&self, trigger: &Trigger) -> Result<Arc<Snapshot>, Error> {
         let source = self.source(trigger)?;
-        source.scopes.touch(&trigger.scope, false);
         let mut state = source.state.clone();
-        // An error from wait_for means the loop has gone; what it last published still counts.
-        let _ = tokio::time::timeout(
-            self.inner.refresh.first_read_timeout,
-            state.wait_for(|state| state.answers(&trigger.scope)),
+        let deadline = tokio::time::Instant::now() + self.inner.refresh.first_read_timeout;
+        // An error from wait_for means the loop has gone; what it last published still
+        // counts.
+        source.touch(trigger, false);
+        let _ = tokio::time::timeout_at(
+            deadline,
+            state.wait_for(|state| state.read_scope_of(trigger)),
         )
         .await;
+        // The read may show that the trigger's queue is partitioned: the trigger then asks
+        // for its partitions and waits for the read that counts them.
+        if !state.borrow().answers(trigger) {
+            source.touch(trigger, false);
+            let _ =
+                tokio::time::timeout_at(deadline, state.wait_for(|state| state.answers(trigger)))
+                    .await;
+        }
         let current = state.borrow().clone();
         judge(&current, &source.label, self.inner.refresh.stale_after)
     }
@@ -175,7 +208,7 @@ impl Snapshots {
     /// Keeps `trigger`'s source polled and yields its updates until dropped.
     pub fn watch(&self, trigger: &Trigger) -> Result<SourceWatch, Error> {
         let source = self.source_held(trigger, true)?;
-        source.scopes.touch(&trigger.scope, true);
+        source.touch(trigger, true);
         Ok(SourceWatch {
             state: source.state.clone(),
             stale_after: self.inner.refresh.stale_after,
@@ -318,6 +351,17 @@ impl Snapshots {
     }
 }
 
+impl Source {
+    /// Registers `trigger`'s scope as used (by a stream, with `stream`), asking for its
+    /// partitions when the latest read shows it needs them.
+    fn touch(&self, trigger: &Trigger, stream: bool) {
+        let state = self.state.borrow();
+        let partitions = wants_partitions(trigger, state.last_good.as_deref());
+        drop(state);
+        self.scopes.touch(&trigger.scope, stream, partitions);
+    }
+}
+
 impl Inner {
     fn sources(&self) -> MutexGuard<'_, HashMap<SourceKey, Arc<Source>>> {
         lock(&self.sources)
@@ -346,8 +390,11 @@ pub struct SourceWatch {
 }
 
 impl SourceWatch {
-    /// The current snapshot if it is fresh; see [`Snapshots::latest`].
-    pub fn current(&self) -> Result<Arc<Snapshot>, Error> {
+    /// The current snapshot if it is fresh; see [`Snapshots::latest`]. Asks the source for
+    /// what `trigger` needs that it does not count yet (its partitions, once a read shows
+    /// them needed); the read that counts them is the next update.
+    pub fn current(&self, trigger: &Trigger) -> Result<Arc<Snapshot>, Error> {
+        self.source.touch(trigger, false);
         judge(&self.state.borrow(), &self.source.label, self.stale_after)
     }
 

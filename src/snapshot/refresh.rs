@@ -10,9 +10,9 @@ use tokio::time::MissedTickBehavior;
 use super::{Snapshot, Snapshots, Source, SourceKey, SourceState};
 use crate::database;
 use crate::sync::lock;
-use crate::systems::Reading;
 use crate::systems::dbos::{self, DbosError, Layout};
-use crate::trigger::{Scope, System};
+use crate::systems::{Reading, ScopeRequest};
+use crate::trigger::System;
 
 /// The loop body of a source; ends when the source retires or on shutdown.
 pub(super) async fn run(
@@ -29,7 +29,7 @@ pub(super) async fn run(
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     tracing::info!(database = %source.label, schema = %key.schema, "started reading queue depth");
-    let mut scopes_read: Vec<Scope> = Vec::new();
+    let mut scopes_read: Vec<ScopeRequest> = Vec::new();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -125,7 +125,7 @@ async fn read_once(
     system: System,
     schema: &str,
     layout: &mut Option<Layout>,
-    scopes: &[Scope],
+    scopes: &[ScopeRequest],
 ) -> Result<Reading, String> {
     let mut checkout = Checkout(Some(
         pool.get()
@@ -145,7 +145,7 @@ async fn read_dbos(
     limits: &database::ReadLimits,
     schema: &str,
     layout: &mut Option<Layout>,
-    scopes: &[Scope],
+    scopes: &[ScopeRequest],
 ) -> Result<Reading, String> {
     if layout.is_none() {
         let found = dbos::discover_within(&***client, schema, limits)

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use tokio_postgres::GenericClient;
 use tokio_postgres::types::Type;
 
-use super::{Capabilities, Reading};
+use super::{Capabilities, Reading, ScopeRequest};
 use crate::database::{self, ReadLimits};
 use crate::trigger::Scope;
 
@@ -51,7 +51,7 @@ pub enum DbosError {
     Postgres(#[from] tokio_postgres::Error),
 }
 
-/// What discovery found in a schema, and the counting statement built for it.
+/// What discovery found in a schema, which decides the counting statement built for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     /// The schema.
@@ -79,8 +79,6 @@ pub struct Layout {
     pub has_version_owner: bool,
     /// The schema's DBOS migration level, when recorded.
     pub migration: Option<i64>,
-    /// The statement run on every refresh.
-    pub statement: String,
 }
 
 impl Layout {
@@ -203,7 +201,7 @@ pub async fn discover_within(
     let has_queue_table = exists("queues", "name") && exists("queues", "worker_concurrency");
     let has_version_table = exists("application_versions", "version_name")
         && exists("application_versions", "version_timestamp");
-    let mut layout = Layout {
+    let layout = Layout {
         schema: schema.to_owned(),
         has_application_name: exists("workflow_status", "application_name"),
         has_application_version: exists("workflow_status", "application_version"),
@@ -218,45 +216,61 @@ pub async fn discover_within(
         has_version_table,
         has_version_owner: has_version_table && exists("application_versions", "application_name"),
         migration,
-        statement: String::new(),
     };
-    layout.statement = statement::counting(&layout);
     Ok(layout)
 }
 
-/// Runs the layout's statement once for `scopes` and maps its rows, with the default
+/// Runs the counting statement once for `scopes` and maps its rows, with the default
 /// [`ReadLimits`]; the scaler's refresh uses [`read_within`] with the configured ones.
 pub async fn read(
     client: &deadpool_postgres::Client,
     layout: &Layout,
-    scopes: &[Scope],
+    scopes: &[ScopeRequest],
 ) -> Result<Reading, DbosError> {
     let client: &tokio_postgres::Client = client;
     read_within(client, layout, scopes, &ReadLimits::default()).await
 }
 
-/// Runs the layout's statement once for `scopes`, as a read-only transaction of its own with
+/// The counting statement for `layout` and `scopes`, with the scopes' four arrays as its
+/// parameters (what [`read_within`] runs).
+pub fn counting_statement(layout: &Layout, scopes: &[ScopeRequest]) -> String {
+    let partition_scopes: Vec<usize> = scopes
+        .iter()
+        .enumerate()
+        .filter(|(_, request)| request.partitions)
+        .map(|(index, _)| index + 1)
+        .collect();
+    statement::counting(layout, &partition_scopes)
+}
+
+/// Runs the counting statement once for `scopes`, as a read-only transaction of its own with
 /// `limits` set locally (see [`database::read_only_query`]), and maps its rows. `client` must
 /// not be in a transaction.
 pub async fn read_within(
     client: &impl GenericClient,
     layout: &Layout,
-    scopes: &[Scope],
+    scopes: &[ScopeRequest],
     limits: &ReadLimits,
 ) -> Result<Reading, DbosError> {
-    let parameters = statement::ScopeParameters::of(scopes);
-    let rows =
-        database::read_only_query(client, limits, &layout.statement, &parameters.typed()).await?;
+    let plain: Vec<Scope> = scopes.iter().map(|request| request.scope.clone()).collect();
+    let parameters = statement::ScopeParameters::of(&plain);
+    let sql = counting_statement(layout, scopes);
+    let rows = database::read_only_query(client, limits, &sql, &parameters.typed()).await?;
     let mut reading = Reading {
         capabilities: layout.capabilities(),
-        scopes: scopes
+        scopes: plain
             .iter()
             .map(|scope| (scope.clone(), HashMap::new()))
+            .collect(),
+        partitioned_scopes: scopes
+            .iter()
+            .filter(|request| request.partitions && layout.has_partition_limits)
+            .map(|request| request.scope.clone())
             .collect(),
         ..Reading::default()
     };
     for row in rows {
-        rows::apply(&row, scopes, &mut reading)?;
+        rows::apply(&row, &plain, &mut reading)?;
     }
     Ok(reading)
 }

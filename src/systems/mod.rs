@@ -3,9 +3,19 @@
 
 pub mod dbos;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::trigger::Scope;
+
+/// A scope a read computes, and whether it needs the per-partition work of partitioned
+/// queues (costly: only for triggers on partitioned queues whose limits apply).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeRequest {
+    /// The scope.
+    pub scope: Scope,
+    /// Whether partitions are counted for it.
+    pub partitions: bool,
+}
 
 /// Work items by state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -120,6 +130,8 @@ pub struct Reading {
     pub queues: HashMap<String, RegisteredQueue>,
     /// Per scope asked for by a trigger, per queue with work in that scope.
     pub scopes: HashMap<Scope, HashMap<String, ScopedLoad>>,
+    /// The scopes whose partitions were counted.
+    pub partitioned_scopes: HashSet<Scope>,
     /// What the schema records.
     pub capabilities: Capabilities,
 }
@@ -150,9 +162,19 @@ impl Reading {
         Some(loads.get(queue).copied().unwrap_or_default())
     }
 
-    /// Whether this read computed `scope`.
-    pub fn has_scope(&self, scope: &Scope) -> bool {
-        self.scopes.contains_key(scope)
+    /// Whether this read computed `scope`, with its partitions when `partitions` is asked.
+    pub fn has_scope(&self, scope: &Scope, partitions: bool) -> bool {
+        self.scopes.contains_key(scope) && (!partitions || self.partitioned_scopes.contains(scope))
+    }
+
+    /// Whether a trigger with `scope` on `queues`, its limits applied, needs partitions
+    /// counted: one of its queues is partitioned (as far as this read knows).
+    pub fn needs_partitions(&self, queues: &[String]) -> bool {
+        queues.iter().any(|queue| {
+            self.queues
+                .get(queue)
+                .is_some_and(|registered| registered.config.is_partitioned())
+        })
     }
 
     /// `queue`'s work over every application and version.

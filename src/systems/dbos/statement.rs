@@ -67,8 +67,11 @@ impl ScopeParameters {
 }
 
 /// The refresh statement for `layout`. Columns the schema lacks become typed NULLs (and
-/// tables it lacks, empty relations), so every arm keeps one shape.
-pub(super) fn counting(layout: &Layout) -> String {
+/// tables it lacks, empty relations), so every arm keeps one shape. Partitions are counted
+/// only for the scopes in `partition_scopes` (their 1-based positions in the parameters):
+/// those of triggers on partitioned queues whose limits apply; without any, the statement
+/// does not look at partitions at all.
+pub(super) fn counting(layout: &Layout, partition_scopes: &[usize]) -> String {
     let schema = quote(&layout.schema);
     let column = |present: bool, name: &'static str, null: &'static str| {
         if present { name } else { null }
@@ -102,15 +105,7 @@ pub(super) fn counting(layout: &Layout) -> String {
          NULL::text AS partition_key, NULL::bigint AS due WHERE false"
             .to_owned()
     };
-    let partitioned = if layout.has_partition_limits {
-        format!(
-            "SELECT name, partition_concurrency AS per_partition FROM {schema}.queues \
-             WHERE partition_concurrency IS NOT NULL OR partition_worker_concurrency IS NOT NULL"
-        )
-    } else {
-        "SELECT NULL::text AS name, NULL::integer AS per_partition WHERE false".to_owned()
-    };
-    let ctes = [
+    let mut ctes = vec![
         "scope AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bool[], $4::int8[]) \
          WITH ORDINALITY AS s(app, version, latest_wanted, lookahead_ms, id))"
             .to_owned(),
@@ -138,21 +133,6 @@ pub(super) fn counting(layout: &Layout) -> String {
          UNION ALL SELECT queue_name, app, ver, 0, 0, 1, \
          CASE WHEN due <= (SELECT now_ms FROM clock) THEN due END, due FROM delayed)"
             .to_owned(),
-        format!("partitioned AS ({partitioned})"),
-        format!(
-            "keyed AS (SELECT queue_name, {partition_key} AS partition_key, {application} AS app, \
-             {version} AS ver, count(*) AS items, NULL::bigint AS due \
-             FROM {schema}.workflow_status \
-             WHERE status IN ('ENQUEUED', 'PENDING') AND {partition_key} IS NOT NULL \
-             AND queue_name IN (SELECT name FROM partitioned) GROUP BY 1, 2, 3, 4 \
-             UNION ALL SELECT queue_name, partition_key, app, ver, 1, due FROM delayed \
-             WHERE partition_key IS NOT NULL AND queue_name IN (SELECT name FROM partitioned))"
-        ),
-        format!(
-            "partition_depth AS (SELECT r.id, k.queue_name, k.partition_key, \
-             sum(k.items) AS depth FROM resolved r JOIN keyed k ON {} GROUP BY 1, 2, 3)",
-            in_scope("k")
-        ),
     ];
     let mut arms = vec![
         format!(
@@ -175,14 +155,12 @@ pub(super) fn counting(layout: &Layout) -> String {
             oldest = OLDEST.replace("waiting_since", "w.waiting_since"),
             scope = in_scope("w")
         ),
-        "SELECT 'partition', d.id, d.queue_name, NULL, NULL, NULL, NULL, NULL, NULL, \
-         sum(least(d.depth, coalesce(p.per_partition, d.depth)))::bigint, \
-         max(least(d.depth, coalesce(p.per_partition, d.depth)))::bigint, \
-         NULL, NULL, NULL, NULL \
-         FROM partition_depth d JOIN partitioned p ON p.name = d.queue_name \
-         GROUP BY d.id, d.queue_name"
-            .to_owned(),
     ];
+    if layout.has_partition_limits && !partition_scopes.is_empty() {
+        let (partition_ctes, partition_arm) = partitions(layout, partition_scopes);
+        ctes.extend(partition_ctes);
+        arms.push(partition_arm);
+    }
     if layout.has_queue_table {
         let owner = column(layout.has_queue_owner, "application_name", "NULL::text");
         let concurrency = column(
@@ -229,12 +207,88 @@ fn latest_version(layout: &Layout) -> String {
 /// or unclaimed; of its version, or version-less when that version is the latest (or none is
 /// registered); due within its lookahead.
 fn in_scope(row: &str) -> String {
+    matches(row, |field| format!("r.{field}"))
+}
+
+/// [`in_scope`] for a scope's fields given by `field` (a column of `resolved`, or an element
+/// of the arrays of `scope_values`).
+fn matches(row: &str, field: impl Fn(&str) -> String) -> String {
+    let (app, every_version, version, latest, lookahead) = (
+        field("app"),
+        field("every_version"),
+        field("version"),
+        field("latest"),
+        field("lookahead_ms"),
+    );
     format!(
-        "(r.app IS NULL OR {row}.app IS NULL OR {row}.app = r.app) \
-         AND (r.every_version OR {row}.ver = r.version \
-              OR ({row}.ver IS NULL AND (r.latest IS NULL OR r.latest = r.version))) \
-         AND ({row}.due IS NULL OR {row}.due <= (SELECT now_ms FROM clock) + r.lookahead_ms)"
+        "({app} IS NULL OR {row}.app IS NULL OR {row}.app = {app}) \
+         AND ({every_version} OR {row}.ver = {version} \
+              OR ({row}.ver IS NULL AND ({latest} IS NULL OR {latest} = {version}))) \
+         AND ({row}.due IS NULL OR {row}.due <= (SELECT now_ms FROM clock) + {lookahead})"
     )
+}
+
+/// The partition arm for the scopes at `positions`: one pass over the keyed work of
+/// partitioned queues that counts, per partition, each scope's items side by side (one
+/// column per scope, so the rows are grouped once whatever the number of scopes), then caps
+/// each partition at `partition_concurrency` and sums.
+fn partitions(layout: &Layout, positions: &[usize]) -> (Vec<String>, String) {
+    let schema = quote(&layout.schema);
+    let application = if layout.has_application_name {
+        "application_name"
+    } else {
+        "NULL::text"
+    };
+    let version = if layout.has_application_version {
+        "application_version"
+    } else {
+        "NULL::text"
+    };
+    let per_scope = |template: &dyn Fn(usize) -> String| {
+        positions
+            .iter()
+            .map(|&i| template(i))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let counts = per_scope(&|i| {
+        let scope = matches("k", |field| format!("v.{field}[{i}]"));
+        format!("count(*) FILTER (WHERE {scope}) AS d{i}")
+    });
+    let capped = |i: usize| format!("least(d.d{i}, coalesce(p.per_partition, d.d{i}))");
+    let sums = per_scope(&|i| format!("sum({0}) AS r{i}, max({0}) AS b{i}", capped(i)));
+    let values = per_scope(&|i| format!("({i}::bigint, q.r{i}::bigint, q.b{i}::bigint)"));
+    let ctes = vec![
+        format!(
+            "partitioned AS (SELECT name, partition_concurrency AS per_partition FROM {schema}.queues \
+             WHERE partition_concurrency IS NOT NULL OR partition_worker_concurrency IS NOT NULL)"
+        ),
+        "scope_values AS (SELECT array_agg(app ORDER BY id) AS app, \
+         array_agg(every_version ORDER BY id) AS every_version, \
+         array_agg(version ORDER BY id) AS version, array_agg(latest ORDER BY id) AS latest, \
+         array_agg(lookahead_ms ORDER BY id) AS lookahead_ms FROM resolved)"
+            .to_owned(),
+        format!(
+            "keyed AS (SELECT queue_name, queue_partition_key AS partition_key, {application} AS app, \
+             {version} AS ver, NULL::bigint AS due FROM {schema}.workflow_status \
+             WHERE status IN ('ENQUEUED', 'PENDING') AND queue_partition_key IS NOT NULL \
+             AND queue_name IN (SELECT name FROM partitioned) \
+             UNION ALL SELECT queue_name, partition_key, app, ver, due FROM delayed \
+             WHERE partition_key IS NOT NULL AND queue_name IN (SELECT name FROM partitioned))"
+        ),
+        format!(
+            "per_partition AS (SELECT k.queue_name, k.partition_key, {counts} \
+             FROM keyed k CROSS JOIN scope_values v GROUP BY 1, 2)"
+        ),
+    ];
+    let arm = format!(
+        "SELECT 'partition', v.id, q.queue_name, NULL, NULL, NULL, NULL, NULL, NULL, \
+         v.runnable, v.busiest, NULL, NULL, NULL, NULL \
+         FROM (SELECT d.queue_name, {sums} FROM per_partition d \
+               JOIN partitioned p ON p.name = d.queue_name GROUP BY d.queue_name) AS q \
+         CROSS JOIN LATERAL (VALUES {values}) AS v(id, runnable, busiest)"
+    );
+    (ctes, arm)
 }
 
 #[cfg(test)]
@@ -242,7 +296,7 @@ mod tests {
     use super::*;
 
     fn layout(current: bool) -> Layout {
-        let mut layout = Layout {
+        Layout {
             schema: "dbos".into(),
             has_application_name: current,
             has_application_version: current,
@@ -255,15 +309,12 @@ mod tests {
             has_version_table: current,
             has_version_owner: current,
             migration: None,
-            statement: String::new(),
-        };
-        layout.statement = counting(&layout);
-        layout
+        }
     }
 
     #[test]
     fn statuses_are_literals_and_delayed_has_its_own_arm() {
-        let sql = layout(true).statement;
+        let sql = counting(&layout(true), &[1, 2]);
         assert!(sql.contains("status IN ('ENQUEUED', 'PENDING')"));
         assert!(sql.contains("status = 'DELAYED'"));
         assert!(!sql.contains("'ENQUEUED', 'PENDING', 'DELAYED'"));
@@ -272,11 +323,17 @@ mod tests {
             assert!(sql.contains(&format!("${index}::")), "${index} in {sql}");
         }
         assert!(!sql.contains("$5"));
+        assert!(sql.contains("AS d1") && sql.contains("AS d2"), "{sql}");
+        let without = counting(&layout(true), &[]);
+        assert!(
+            !without.contains("'partition'") && !without.contains("per_partition"),
+            "no partition arm without a scope that needs it: {without}"
+        );
     }
 
     #[test]
     fn older_schemas_get_a_statement_without_missing_columns() {
-        let sql = layout(false).statement;
+        let sql = counting(&layout(false), &[1]);
         for column in [
             "application_name AS app",
             "application_version AS ver",
