@@ -284,6 +284,8 @@ fn check(status: &Status, metadata: &HashMap<String, String>) -> Result<(), Test
         Code::NotFound,
         Code::FailedPrecondition,
         Code::PermissionDenied,
+        // Random schemas are new sources: past max_sources or max_database_connections.
+        Code::ResourceExhausted,
         Code::Unavailable,
     ];
     prop_assert!(
