@@ -210,8 +210,8 @@ fn in_scope(row: &str) -> String {
     matches(row, |field| format!("r.{field}"))
 }
 
-/// [`in_scope`] for a scope's fields given by `field` (a column of `resolved`, or an element
-/// of the arrays of `scope_values`).
+/// [`in_scope`] for a scope's fields given by `field` (a column of `resolved` joined as `r`,
+/// or a scalar subquery reading one scope's column).
 fn matches(row: &str, field: impl Fn(&str) -> String) -> String {
     let (app, every_version, version, latest, lookahead) = (
         field("app"),
@@ -228,10 +228,18 @@ fn matches(row: &str, field: impl Fn(&str) -> String) -> String {
     )
 }
 
-/// The partition arm for the scopes at `positions`: one pass over the keyed work of
-/// partitioned queues that counts, per partition, each scope's items side by side (one
-/// column per scope, so the rows are grouped once whatever the number of scopes), then caps
-/// each partition at `partition_concurrency` and sums.
+/// The partition arm for the scopes at `positions`: one pass over the keyed work that counts,
+/// per partition, each scope's items side by side (one column per scope, so the rows are
+/// grouped once whatever the number of scopes), then caps each partition of a partitioned
+/// queue at `partition_concurrency` and sums.
+///
+/// Two choices keep this pass cheap (see `benches/REPORT.md`):
+/// - a scope's fields are uncorrelated scalar subqueries, which Postgres evaluates once per
+///   statement, rather than values carried on every row (wide rows made the grouping spill);
+/// - the keyed rows are all those DBOS's partition index holds, not only those of partitioned
+///   queues: a filter on a CTE's names hides the row count from the planner, which then sorted
+///   the rows instead of hashing them. DBOS only keys work on partitioned queues, and the
+///   rollup's join on `partitioned` drops anything else.
 fn partitions(layout: &Layout, positions: &[usize]) -> (Vec<String>, String) {
     let schema = quote(&layout.schema);
     let application = if layout.has_application_name {
@@ -252,7 +260,9 @@ fn partitions(layout: &Layout, positions: &[usize]) -> (Vec<String>, String) {
             .join(", ")
     };
     let counts = per_scope(&|i| {
-        let scope = matches("k", |field| format!("v.{field}[{i}]"));
+        let scope = matches("k", |field| {
+            format!("(SELECT {field} FROM resolved WHERE id = {i})")
+        });
         format!("count(*) FILTER (WHERE {scope}) AS d{i}")
     });
     let capped = |i: usize| format!("least(d.d{i}, coalesce(p.per_partition, d.d{i}))");
@@ -263,22 +273,16 @@ fn partitions(layout: &Layout, positions: &[usize]) -> (Vec<String>, String) {
             "partitioned AS (SELECT name, partition_concurrency AS per_partition FROM {schema}.queues \
              WHERE partition_concurrency IS NOT NULL OR partition_worker_concurrency IS NOT NULL)"
         ),
-        "scope_values AS (SELECT array_agg(app ORDER BY id) AS app, \
-         array_agg(every_version ORDER BY id) AS every_version, \
-         array_agg(version ORDER BY id) AS version, array_agg(latest ORDER BY id) AS latest, \
-         array_agg(lookahead_ms ORDER BY id) AS lookahead_ms FROM resolved)"
-            .to_owned(),
         format!(
             "keyed AS (SELECT queue_name, queue_partition_key AS partition_key, {application} AS app, \
              {version} AS ver, NULL::bigint AS due FROM {schema}.workflow_status \
              WHERE status IN ('ENQUEUED', 'PENDING') AND queue_partition_key IS NOT NULL \
-             AND queue_name IN (SELECT name FROM partitioned) \
              UNION ALL SELECT queue_name, partition_key, app, ver, due FROM delayed \
-             WHERE partition_key IS NOT NULL AND queue_name IN (SELECT name FROM partitioned))"
+             WHERE partition_key IS NOT NULL)"
         ),
         format!(
             "per_partition AS (SELECT k.queue_name, k.partition_key, {counts} \
-             FROM keyed k CROSS JOIN scope_values v GROUP BY 1, 2)"
+             FROM keyed k GROUP BY 1, 2)"
         ),
     ];
     let arm = format!(
@@ -324,6 +328,11 @@ mod tests {
         }
         assert!(!sql.contains("$5"));
         assert!(sql.contains("AS d1") && sql.contains("AS d2"), "{sql}");
+        // Each scope's fields are read once per statement, not carried on every keyed row.
+        assert!(
+            sql.contains("(SELECT app FROM resolved WHERE id = 2)") && !sql.contains("array_agg"),
+            "{sql}"
+        );
         let without = counting(&layout(true), &[]);
         assert!(
             !without.contains("'partition'") && !without.contains("per_partition"),
