@@ -26,7 +26,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::{Fixture, Server, TestScaler, metric_value, scaled_object};
-use pg_queue_scaler::database::{ConnectionUrl, PoolSettings, build_pool};
+use pg_queue_scaler::connection_url::ConnectionUrl;
+use pg_queue_scaler::database::{PoolSettings, build_pool};
 use pg_queue_scaler::grpc::proto::GetMetricsRequest;
 use pg_queue_scaler::systems::Reading;
 use pg_queue_scaler::systems::ScopeRequest;

@@ -31,7 +31,7 @@ impl AccessPolicy {
     /// With an allowlist, every host the URL may try must be on it, and `hostaddr` (which
     /// would connect elsewhere than the names say) is refused. Entries are `host` or
     /// `host:port`.
-    fn check_hosts(&self, url: &crate::database::ConnectionUrl) -> Result<(), Error> {
+    fn check_hosts(&self, url: &crate::connection_url::ConnectionUrl) -> Result<(), Error> {
         let allowed = &self.connection_from_env_allowed_hosts;
         if allowed.is_empty() {
             return Ok(());

@@ -12,9 +12,12 @@ use serde::Deserialize;
 
 use crate::access::AccessPolicy;
 use crate::caps::CapSettings;
-use crate::database::{ConnectionUrl, PoolSettings};
+use crate::connection_url::ConnectionUrl;
+use crate::database::PoolSettings;
 use crate::grpc::hygiene::HygieneSettings;
+use crate::grpc::tls::TlsSettings;
 use crate::snapshot::RefreshSettings;
+use crate::telemetry::LogFormat;
 use crate::trigger::{DEFAULT_DATABASE, is_database_name};
 
 /// Prefix of the scaler's environment variables.
@@ -70,15 +73,6 @@ pub struct Flags {
     pub log_format: Option<String>,
 }
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
 /// Validated settings for [`crate::run`].
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -109,19 +103,6 @@ pub struct Settings {
     pub tls: Option<TlsSettings>,
     /// Log format.
     pub log_format: LogFormat,
-}
-
-/// Certificate files for the gRPC port; reloaded when their contents change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsSettings {
-    /// PEM certificate chain.
-    pub cert_file: PathBuf,
-    /// PEM private key.
-    pub key_file: PathBuf,
-    /// PEM CA bundle; when set, clients must present a certificate it signed (mTLS).
-    pub client_ca_file: Option<PathBuf>,
-    /// How often the files are checked for changes.
-    pub reload_interval: Duration,
 }
 
 /// Every problem found in the configuration.

@@ -1,8 +1,18 @@
 //! The maths: from per-queue work to one depth, a replica count and activity, within the
 //! limits DBOS puts on how much of that work can run at once. Pure functions, no I/O.
 
-use crate::systems::PartitionLoad;
+pub use crate::error::WorkerConcurrencyError;
 use crate::trigger::Aggregate;
+
+/// A partitioned queue's work as one scope sees it (work without a partition key is not
+/// in it: DBOS never dequeues that from a partitioned queue).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionLoad {
+    /// Sum over partitions of `min(depth of the partition, partition_concurrency)`.
+    pub runnable: u64,
+    /// The largest `min(depth of a partition, partition_concurrency)`.
+    pub busiest: u64,
+}
 
 /// What was read for one queue of a trigger.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,21 +61,6 @@ pub fn runnable_work(depth: u64, limits: &QueueLimits) -> (u64, u64) {
     (runnable, partition_workers)
 }
 
-/// Why no replica count can be given.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecideError {
-    /// A queue's worker concurrency is unknown.
-    #[error(
-        "queue {0:?} has no worker_concurrency in the database: set workerConcurrency in the trigger metadata"
-    )]
-    MissingWorkerConcurrency(String),
-    /// `aggregate: sum` needs one concurrency for the shared pool, and the queues disagree.
-    #[error(
-        "aggregate \"sum\" needs one worker concurrency for the shared pool, but the queues have different worker_concurrency values in the database: set workerConcurrency in the trigger metadata"
-    )]
-    DifferingWorkerConcurrency,
-}
-
 /// Replicas needed for `depth` items when each replica runs `worker_concurrency` at once:
 /// `ceil(depth / worker_concurrency)`, 0 for an empty queue.
 pub fn desired_replicas(depth: u64, worker_concurrency: u32) -> u64 {
@@ -95,11 +90,11 @@ pub fn aggregate_replicas(
     loads: &[QueueLoad],
     aggregate_by: Aggregate,
     override_concurrency: Option<u32>,
-) -> Result<u64, DecideError> {
+) -> Result<u64, WorkerConcurrencyError> {
     let concurrency_of = |load: &QueueLoad| {
         override_concurrency
             .or(load.database_worker_concurrency)
-            .ok_or_else(|| DecideError::MissingWorkerConcurrency(load.queue.clone()))
+            .ok_or_else(|| WorkerConcurrencyError::MissingWorkerConcurrency(load.queue.clone()))
     };
     let partition_workers = loads
         .iter()
@@ -115,7 +110,7 @@ pub fn aggregate_replicas(
             for load in loads {
                 let concurrency = concurrency_of(load)?;
                 if shared.is_some_and(|known| known != concurrency) {
-                    return Err(DecideError::DifferingWorkerConcurrency);
+                    return Err(WorkerConcurrencyError::DifferingWorkerConcurrency);
                 }
                 shared = Some(concurrency);
             }
@@ -172,7 +167,7 @@ mod tests {
         let differing = [load("a", 3, Some(2)), load("b", 2, Some(3))];
         assert_eq!(
             aggregate_replicas(&differing, Aggregate::Sum, None),
-            Err(DecideError::DifferingWorkerConcurrency)
+            Err(WorkerConcurrencyError::DifferingWorkerConcurrency)
         );
         assert_eq!(
             aggregate_replicas(&differing, Aggregate::Sum, Some(5)),
@@ -185,10 +180,10 @@ mod tests {
         let loads = [load("a", 0, None)];
         assert_eq!(
             aggregate_replicas(&loads, Aggregate::Max, None),
-            Err(DecideError::MissingWorkerConcurrency("a".into()))
+            Err(WorkerConcurrencyError::MissingWorkerConcurrency("a".into()))
         );
         assert!(
-            DecideError::MissingWorkerConcurrency("a".into())
+            WorkerConcurrencyError::MissingWorkerConcurrency("a".into())
                 .to_string()
                 .contains("set workerConcurrency")
         );

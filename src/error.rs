@@ -1,6 +1,6 @@
-//! The library's error type. Every message here may be shown to a KEDA user, so none carries
-//! a connection URL, a password or SQL text; the mapping to gRPC codes lives in
-//! [`crate::grpc::status`].
+//! The domain's error type: why a trigger's numbers cannot be given. Every message here may
+//! be shown to a KEDA user, so none carries a connection URL, a password or SQL text. The
+//! transport maps it to status codes in one place (`grpc::status`), above this module.
 
 use std::time::Duration;
 
@@ -53,9 +53,10 @@ pub enum Error {
         /// The name `GetMetricSpec` returns for this trigger.
         expected: String,
     },
-    /// The replica count needs a worker concurrency that neither metadata nor the database has.
-    #[error("{0}")]
-    MissingWorkerConcurrency(String),
+    /// The replica count needs a worker concurrency that neither metadata nor the database
+    /// settles.
+    #[error(transparent)]
+    WorkerConcurrency(#[from] WorkerConcurrencyError),
     /// A queue that the database cannot vouch for: no work, and no registration in a
     /// system that registers every queue.
     #[error(
@@ -94,15 +95,22 @@ pub enum Error {
     /// or the first read has not finished in time.
     #[error("{0}")]
     Unavailable(String),
-    /// The RPC is part of the contract but not offered by this scaler.
-    #[error("{0}")]
-    Unimplemented(&'static str),
 }
 
-impl From<crate::decide::DecideError> for Error {
-    fn from(error: crate::decide::DecideError) -> Self {
-        Self::MissingWorkerConcurrency(error.to_string())
-    }
+/// Why no replica count can be given: a worker concurrency that neither the trigger nor the
+/// database settles.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkerConcurrencyError {
+    /// A queue's worker concurrency is unknown.
+    #[error(
+        "queue {0:?} has no worker_concurrency in the database: set workerConcurrency in the trigger metadata"
+    )]
+    MissingWorkerConcurrency(String),
+    /// `aggregate: sum` needs one concurrency for the shared pool, and the queues disagree.
+    #[error(
+        "aggregate \"sum\" needs one worker concurrency for the shared pool, but the queues have different worker_concurrency values in the database: set workerConcurrency in the trigger metadata"
+    )]
+    DifferingWorkerConcurrency,
 }
 
 impl Error {
@@ -125,13 +133,12 @@ impl Error {
             | Self::MetadataTooLarge { .. } => "invalid_metadata",
             Self::UnknownDatabase(_) => "unknown_database",
             Self::UnknownMetric { .. } => "unknown_metric",
-            Self::MissingWorkerConcurrency(_) => "missing_worker_concurrency",
+            Self::WorkerConcurrency(_) => "missing_worker_concurrency",
             Self::UnknownQueue { .. } => "unknown_queue",
             Self::Unsupported { .. } => "unsupported",
             Self::Exhausted(_) => "exhausted",
             Self::PermissionDenied(_) => "permission_denied",
             Self::Unavailable(_) => "unavailable",
-            Self::Unimplemented(_) => "unimplemented",
         }
     }
 }

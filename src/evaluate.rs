@@ -7,8 +7,7 @@ use std::time::Duration;
 use crate::decide::{self, QueueLimits, QueueLoad};
 use crate::error::Error;
 use crate::quote::Quoted;
-use crate::snapshot::Snapshot;
-use crate::systems::{Reading, ScopedLoad};
+use crate::systems::{Reading, ScopedLoad, Snapshot};
 use crate::trigger::{MetricKind, Trigger, VersionFilter, keys};
 
 /// What a trigger's queues amount to in one snapshot.
@@ -26,7 +25,7 @@ pub struct Evaluation {
     /// Whether the depth exceeds the activation threshold.
     pub active: bool,
     /// The replicas asked for, or why they cannot be computed.
-    pub replicas: Result<u64, decide::DecideError>,
+    pub replicas: Result<u64, decide::WorkerConcurrencyError>,
 }
 
 impl Evaluation {

@@ -25,6 +25,7 @@
 pub mod access;
 pub mod caps;
 pub mod config;
+pub mod connection_url;
 pub mod database;
 pub mod decide;
 pub mod error;

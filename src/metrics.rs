@@ -4,6 +4,7 @@
 //! `connectionFromEnv (host:port/db)`), never URLs.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -17,14 +18,26 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::caps::CapUse;
 use crate::decide::desired_replicas;
-use crate::snapshot::SourceOverview;
-use crate::systems::Reading;
+use crate::systems::{Reading, Snapshot};
 
 /// Labels of RPC metrics.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RpcLabels {
     method: &'static str,
     code: String,
+}
+
+/// One source as the metrics see it.
+#[derive(Debug, Clone)]
+pub struct SourceOverview {
+    /// Its metric labels.
+    pub labels: SourceLabels,
+    /// Its latest successful read.
+    pub last_good: Option<Arc<Snapshot>>,
+    /// Its pool's size and idle connections.
+    pub pool: Option<deadpool_postgres::Status>,
+    /// Streams holding it.
+    pub open_streams: usize,
 }
 
 /// Labels of per-source metrics.

@@ -3,7 +3,14 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// The filter used when `RUST_LOG` is unset: quiet dependencies, informative scaler.
 const DEFAULT_FILTER: &str = "warn,pg_queue_scaler=info";

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::database::ConnectionUrl;
+use crate::connection_url::ConnectionUrl;
 use crate::error::Error;
 use crate::quote::Quoted;
 

@@ -8,7 +8,6 @@
 //! other client afterwards, exactly as it was.
 
 mod tls;
-mod url;
 
 use std::time::Duration;
 
@@ -16,8 +15,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{GenericClient, Row};
 
+use crate::connection_url::{ConnectionUrl, TlsMode};
 pub use tls::TlsSetupError;
-pub use url::{ConnectionUrl, TlsMode, UrlError};
 
 /// The `application_name` every session of the scaler carries.
 pub const APPLICATION_NAME: &str = "pg-queue-scaler";

@@ -15,7 +15,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::TlsMode;
+use crate::connection_url::TlsMode;
 
 /// Why a TLS configuration for Postgres could not be built.
 #[derive(Debug, thiserror::Error)]

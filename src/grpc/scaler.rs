@@ -21,7 +21,7 @@ use crate::caps::CallCaps;
 use crate::error::Error;
 use crate::evaluate::evaluate;
 use crate::grpc::hygiene::ConnectionInfo;
-use crate::grpc::status::code_of;
+use crate::grpc::status::{CallError, code_of};
 use crate::metric_name::{self, metric_name};
 use crate::metrics::Metrics;
 use crate::quote::{Clipped, Quoted};
@@ -73,7 +73,7 @@ impl ScalerService {
         &self,
         method: &'static str,
         reference: &ScaledObjectRef,
-        handler: impl Future<Output = Result<T, Error>>,
+        handler: impl Future<Output = Result<T, CallError>>,
     ) -> Result<Response<T>, Status> {
         let span = tracing::info_span!(
             "rpc",
@@ -85,7 +85,7 @@ impl ScalerService {
         let result = async move {
             let answer = match self.caps.call() {
                 Ok(_slot) => handler.await,
-                Err(exhausted) => Err(exhausted),
+                Err(exhausted) => Err(CallError::from(exhausted)),
             };
             match answer {
                 Ok(answer) => Ok(Response::new(answer)),
@@ -193,7 +193,8 @@ impl ExternalScaler for ScalerService {
                 return Err(Error::UnknownMetric {
                     requested: Quoted::new(&request.metric_name),
                     expected: metric_name(&trigger),
-                });
+                }
+                .into());
             }
             let snapshot = self.snapshots.latest(&trigger).await?;
             let value = evaluate(&trigger, &snapshot)?.metric_value(trigger.metric)?;
@@ -219,7 +220,7 @@ impl ExternalScaler for ScalerService {
         let reference = request.into_inner();
         // KEDA treats Unimplemented as "keep calling GetMetricSpec", which is what we want.
         self.observe("StreamMetricSpec", &reference, async {
-            Err(Error::Unimplemented(
+            Err(CallError::Unimplemented(
                 "StreamMetricSpec is not implemented; KEDA falls back to GetMetricSpec",
             ))
         })

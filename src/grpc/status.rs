@@ -15,21 +15,52 @@ pub fn code_of(error: &Error) -> Code {
         | Error::MetadataTooLarge { .. }
         | Error::UnknownDatabase(_) => Code::InvalidArgument,
         Error::UnknownMetric { .. } => Code::NotFound,
-        Error::MissingWorkerConcurrency(_)
-        | Error::UnknownQueue { .. }
-        | Error::Unsupported { .. } => Code::FailedPrecondition,
+        Error::WorkerConcurrency(_) | Error::UnknownQueue { .. } | Error::Unsupported { .. } => {
+            Code::FailedPrecondition
+        }
         Error::PermissionDenied(_) => Code::PermissionDenied,
         Error::Exhausted(_) => Code::ResourceExhausted,
         Error::Unavailable(_) => Code::Unavailable,
-        Error::Unimplemented(_) => Code::Unimplemented,
+    }
+}
+
+/// How a call ends when it does not answer: refused for a domain reason, or a method of
+/// the contract this scaler does not offer (a transport matter, so not in [`Error`]).
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The domain's refusal.
+    #[error(transparent)]
+    Refused(#[from] Error),
+    /// The method is part of the contract but not offered.
+    #[error("{0}")]
+    Unimplemented(&'static str),
+}
+
+impl CallError {
+    /// A short, stable label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Refused(error) => error.kind(),
+            Self::Unimplemented(_) => "unimplemented",
+        }
+    }
+}
+
+impl From<CallError> for Status {
+    fn from(error: CallError) -> Self {
+        let code = match &error {
+            CallError::Refused(error) => code_of(error),
+            CallError::Unimplemented(_) => Code::Unimplemented,
+        };
+        // Values in messages are already cut; this bounds the message as a whole, so that
+        // every status fits the metadata limits of every gRPC client.
+        Status::new(code, bounded_message(error.to_string()))
     }
 }
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
-        // Values in messages are already cut; this bounds the message as a whole, so that
-        // every status fits the metadata limits of every gRPC client.
-        Status::new(code_of(&error), bounded_message(error.to_string()))
+        CallError::from(error).into()
     }
 }
 

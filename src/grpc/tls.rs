@@ -4,7 +4,7 @@
 //! gRPC client (grpc-go ≥ 1.67) requires.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -24,7 +24,6 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::config::TlsSettings;
 use crate::sync::{self, until_set};
 
 /// How long a client may take to finish the TLS handshake.
@@ -32,6 +31,19 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Pause after a failed `accept` before trying again.
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
+
+/// Certificate files for the gRPC port; reloaded when their contents change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+    /// PEM CA bundle; when set, clients must present a certificate it signed (mTLS).
+    pub client_ca_file: Option<PathBuf>,
+    /// How often the files are checked for changes.
+    pub reload_interval: Duration,
+}
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]

@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::caps::{CapSettings, CapUse};
-use crate::database::{ConnectionUrl, PoolSettings};
+use crate::connection_url::ConnectionUrl;
+use crate::database::PoolSettings;
 use crate::error::Error;
-use crate::metrics::{Metrics, SourceLabels};
+use crate::metrics::{Metrics, SourceLabels, SourceOverview};
 use crate::sync::lock;
-use crate::systems::Reading;
+pub use crate::systems::Snapshot;
 use crate::trigger::{ConnectionRef, Scope, System, Trigger};
 
 use scopes::ScopeRegistry;
@@ -39,15 +40,6 @@ pub struct RefreshSettings {
     pub first_read_timeout: Duration,
     /// Upper bound for one read, connection included.
     pub read_timeout: Duration,
-}
-
-/// One successful read of a source.
-#[derive(Debug)]
-pub struct Snapshot {
-    /// What was read.
-    pub reading: Reading,
-    /// When the read finished.
-    pub read_at: Instant,
 }
 
 /// What a source's refresh loop last published.
@@ -368,19 +360,6 @@ impl Inner {
     }
 }
 
-/// One source as the metrics see it.
-#[derive(Debug, Clone)]
-pub struct SourceOverview {
-    /// Its metric labels.
-    pub labels: SourceLabels,
-    /// Its latest successful read.
-    pub last_good: Option<Arc<Snapshot>>,
-    /// Its pool's size and idle connections.
-    pub pool: Option<deadpool_postgres::Status>,
-    /// Streams holding it.
-    pub open_streams: usize,
-}
-
 /// A stream's hold on a source: keeps it polled and yields its updates.
 pub struct SourceWatch {
     state: watch::Receiver<SourceState>,
@@ -436,6 +415,7 @@ fn judge(state: &SourceState, label: &str, stale_after: Duration) -> Result<Arc<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::systems::Reading;
 
     fn snapshot(age: Duration) -> Arc<Snapshot> {
         Arc::new(Snapshot {

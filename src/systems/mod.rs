@@ -4,7 +4,9 @@
 pub mod dbos;
 
 use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
+use crate::decide::PartitionLoad;
 use crate::trigger::Scope;
 
 /// A scope a read computes, and whether it needs the per-partition work of partitioned
@@ -86,16 +88,6 @@ pub struct RegisteredQueue {
     pub config: QueueConfig,
 }
 
-/// A partitioned queue's work as one scope sees it (work without a partition key is not
-/// in it: DBOS never dequeues that from a partitioned queue).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PartitionLoad {
-    /// Sum over partitions of `min(depth of the partition, partition_concurrency)`.
-    pub runnable: u64,
-    /// The largest `min(depth of a partition, partition_concurrency)`.
-    pub busiest: u64,
-}
-
 /// One queue's work as one scope (application, version, lookahead) sees it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ScopedLoad {
@@ -119,6 +111,15 @@ pub struct Capabilities {
     /// Every queue of this system version has a configuration row, so a queue without one
     /// (and without work) is a mistake rather than an empty queue.
     pub registration_required: bool,
+}
+
+/// One successful read of a source: its [`Reading`] and when it was taken.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// What was read.
+    pub reading: Reading,
+    /// When the read finished.
+    pub read_at: Instant,
 }
 
 /// One refresh's result for a whole schema.

@@ -3,9 +3,8 @@
 use tokio_postgres::Row;
 
 use super::DbosError;
-use crate::systems::{
-    PartitionLoad, QueueConfig, QueueCounts, Reading, RegisteredQueue, ScopedLoad, WorkGroup,
-};
+use crate::decide::PartitionLoad;
+use crate::systems::{QueueConfig, QueueCounts, Reading, RegisteredQueue, ScopedLoad, WorkGroup};
 use crate::trigger::Scope;
 
 /// Adds one row to `reading`; `scopes` are the scopes the statement was run for, in order.
