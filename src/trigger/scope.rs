@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use super::{MAX_DURATION, invalid, keys, parse_duration};
+use super::values::{choice, duration, invalid};
+use super::{MAX_DURATION, keys};
 use crate::error::Error;
 
 /// Which application version's work a trigger counts.
@@ -53,17 +54,13 @@ pub(super) fn parse<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<Scope,
         (None, Some(value)) => parse_version(keys::APPLICATION_VERSION_FROM_ENV, value)?,
         (None, None) => VersionFilter::All,
     };
-    let required = match get(keys::REQUIRE_APPLICATION_VERSION).map(str::trim) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
-            return Err(invalid(
-                keys::REQUIRE_APPLICATION_VERSION,
-                "must be \"true\" or \"false\"",
-                other,
-            ));
-        }
-    };
+    let required = choice(
+        keys::REQUIRE_APPLICATION_VERSION,
+        get(keys::REQUIRE_APPLICATION_VERSION),
+        false,
+        &[("true", true), ("false", false)],
+        "must be \"true\" or \"false\"",
+    )?;
     if required && version == VersionFilter::All {
         return Err(Error::MissingMetadata(
             "no application version arrived: requireApplicationVersion is \"true\" but neither applicationVersion nor applicationVersionFromEnv is set (KEDA drops applicationVersionFromEnv when the workload's variable is empty or missing)",
@@ -71,7 +68,7 @@ pub(super) fn parse<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<Scope,
     }
     let lookahead = match get(keys::DELAYED_LOOKAHEAD) {
         None => Duration::ZERO,
-        Some(value) => match parse_duration(value) {
+        Some(value) => match duration(value) {
             Some(window) if window <= MAX_DURATION => window,
             Some(_) => {
                 return Err(invalid(

@@ -1,0 +1,36 @@
+//! The metadata keys this scaler reads, as KEDA sends them.
+
+/// One queue name.
+pub const QUEUE: &str = "queue";
+/// Comma-separated queue names.
+pub const QUEUES: &str = "queues";
+/// How several queues combine: `max` or `sum`.
+pub const AGGREGATE: &str = "aggregate";
+/// Which queue system's tables to read.
+pub const SYSTEM: &str = "system";
+/// A database from the scaler's configuration.
+pub const DATABASE: &str = "database";
+/// A Postgres URL resolved by KEDA from the workload's environment.
+pub const CONNECTION_FROM_ENV: &str = "connectionFromEnv";
+/// Schema of the system tables.
+pub const SCHEMA: &str = "schema";
+/// Work items one replica runs at once.
+pub const WORKER_CONCURRENCY: &str = "workerConcurrency";
+/// `replicas` or `depth`.
+pub const METRIC: &str = "metric";
+/// Depth above which the trigger is active.
+pub const ACTIVATION_THRESHOLD: &str = "activationThreshold";
+/// DBOS application whose (and unclaimed) work counts.
+pub const APPLICATION_NAME: &str = "applicationName";
+/// DBOS application version (or `latest`) whose work counts.
+pub const APPLICATION_VERSION: &str = "applicationVersion";
+/// The application version, resolved by KEDA from the workload's environment.
+pub const APPLICATION_VERSION_FROM_ENV: &str = "applicationVersionFromEnv";
+/// `true`: a trigger without an application version is an error.
+pub const REQUIRE_APPLICATION_VERSION: &str = "requireApplicationVersion";
+/// `apply` or `ignore` DBOS's concurrency limits.
+pub const CONCURRENCY_LIMITS: &str = "concurrencyLimits";
+/// Delayed work due within this window counts.
+pub const DELAYED_LOOKAHEAD: &str = "delayedLookahead";
+/// The target age of the oldest waiting work item, with `metric: latency`.
+pub const TARGET_LATENCY: &str = "targetLatency";
