@@ -8,6 +8,8 @@
 
 mod refresh;
 mod scopes;
+mod source_watch;
+mod state;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,9 +25,13 @@ use crate::error::Error;
 use crate::metrics::{Metrics, SourceLabels, SourceOverview};
 use crate::sync::lock;
 pub use crate::systems::Snapshot;
-use crate::trigger::{ConnectionRef, Scope, System, Trigger};
+use crate::trigger::{ConnectionRef, Trigger};
 
+pub use refresh::RefreshError;
 use scopes::ScopeRegistry;
+pub use source_watch::SourceWatch;
+pub use state::{SourceKey, SourceState};
+use state::{judge, wants_partitions};
 
 /// How often sources are read and how old a reading may get.
 #[derive(Debug, Clone)]
@@ -40,75 +46,6 @@ pub struct RefreshSettings {
     pub first_read_timeout: Duration,
     /// Upper bound for one read, connection included.
     pub read_timeout: Duration,
-}
-
-/// What a source's refresh loop last published.
-#[derive(Debug, Clone, Default)]
-pub struct SourceState {
-    /// The latest successful read.
-    pub last_good: Option<Arc<Snapshot>>,
-    /// Why the latest attempt failed, if it did (client-safe text).
-    pub failure: Option<Arc<str>>,
-    /// Reads attempted so far.
-    pub attempts: u64,
-}
-
-/// Identifies a source: one refresh loop and one pool.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct SourceKey {
-    /// The database.
-    pub connection: ConnectionRef,
-    /// The queue system.
-    pub system: System,
-    /// The schema.
-    pub schema: String,
-}
-
-impl SourceKey {
-    /// The source a trigger reads.
-    pub fn of(trigger: &Trigger) -> Self {
-        Self {
-            connection: trigger.connection.clone(),
-            system: trigger.system,
-            schema: trigger.schema.clone(),
-        }
-    }
-}
-
-impl SourceState {
-    /// Whether this state settles a request for `trigger`: a read was attempted, and it
-    /// failed (the failure is the answer) or computed the trigger's scope, with partitions
-    /// if the trigger needs them.
-    fn answers(&self, trigger: &Trigger) -> bool {
-        self.attempts > 0
-            && (self.failure.is_some()
-                || self.last_good.as_ref().is_none_or(|snapshot| {
-                    snapshot
-                        .reading
-                        .has_scope(&trigger.scope, wants_partitions(trigger, Some(snapshot)))
-                }))
-    }
-}
-
-impl SourceState {
-    /// Whether a read was attempted since `trigger`'s scope was asked for: it failed, or it
-    /// computed the scope (perhaps without the partitions it turns out to need).
-    fn read_scope_of(&self, trigger: &Trigger) -> bool {
-        self.attempts > 0
-            && (self.failure.is_some()
-                || self
-                    .last_good
-                    .as_ref()
-                    .is_none_or(|snapshot| snapshot.reading.has_scope(&trigger.scope, false)))
-    }
-}
-
-/// Whether `trigger` needs its scope's partitions counted: its limits apply and, as far as
-/// `snapshot` knows, one of its queues is partitioned. (Before the first read nothing is
-/// known; the request then asks again once it is.)
-fn wants_partitions(trigger: &Trigger, snapshot: Option<&Snapshot>) -> bool {
-    trigger.apply_limits
-        && snapshot.is_some_and(|snapshot| snapshot.reading.needs_partitions(&trigger.queues))
 }
 
 /// The registry of sources; cheap to clone.
@@ -357,109 +294,5 @@ impl Source {
 impl Inner {
     fn sources(&self) -> MutexGuard<'_, HashMap<SourceKey, Arc<Source>>> {
         lock(&self.sources)
-    }
-}
-
-/// A stream's hold on a source: keeps it polled and yields its updates.
-pub struct SourceWatch {
-    state: watch::Receiver<SourceState>,
-    stale_after: Duration,
-    scope: Scope,
-    source: Arc<Source>,
-}
-
-impl SourceWatch {
-    /// The current snapshot if it is fresh; see [`Snapshots::latest`]. Asks the source for
-    /// what `trigger` needs that it does not count yet (its partitions, once a read shows
-    /// them needed); the read that counts them is the next update.
-    pub fn current(&self, trigger: &Trigger) -> Result<Arc<Snapshot>, Error> {
-        self.source.touch(trigger, false);
-        judge(&self.state.borrow(), &self.source.label, self.stale_after)
-    }
-
-    /// Waits for the next publication; `false` once the source's loop has ended.
-    pub async fn changed(&mut self) -> bool {
-        self.state.changed().await.is_ok()
-    }
-}
-
-impl Drop for SourceWatch {
-    fn drop(&mut self) {
-        // Used now, then released: the other order would let the loop retire the source
-        // in between as if it had been idle all along.
-        *lock(&self.source.last_used) = Instant::now();
-        self.source.scopes.release(&self.scope);
-        self.source.open_streams.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Serves a state only when its latest read succeeded and is recent enough.
-fn judge(state: &SourceState, label: &str, stale_after: Duration) -> Result<Arc<Snapshot>, Error> {
-    if let Some(failure) = &state.failure {
-        return Err(Error::Unavailable(format!(
-            "database {label:?} could not be read: {failure}"
-        )));
-    }
-    let Some(snapshot) = &state.last_good else {
-        return Err(Error::Unavailable(format!(
-            "database {label:?} has not been read yet; try again shortly"
-        )));
-    };
-    let age = snapshot.read_at.elapsed();
-    if age > stale_after {
-        return Err(Error::stale(label, age, stale_after));
-    }
-    Ok(snapshot.clone())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::systems::Reading;
-
-    fn snapshot(age: Duration) -> Arc<Snapshot> {
-        Arc::new(Snapshot {
-            reading: Reading::default(),
-            read_at: Instant::now() - age,
-        })
-    }
-
-    #[test]
-    fn a_fresh_successful_read_is_served() {
-        let state = SourceState {
-            last_good: Some(snapshot(Duration::ZERO)),
-            failure: None,
-            attempts: 1,
-        };
-        assert!(judge(&state, "default", Duration::from_secs(30)).is_ok());
-    }
-
-    #[test]
-    fn a_failed_latest_read_is_unavailable_even_with_an_older_good_one() {
-        let state = SourceState {
-            last_good: Some(snapshot(Duration::ZERO)),
-            failure: Some("connection refused".into()),
-            attempts: 2,
-        };
-        let error = judge(&state, "default", Duration::from_secs(30)).unwrap_err();
-        assert!(matches!(error, Error::Unavailable(_)));
-        assert!(error.to_string().contains("connection refused"));
-    }
-
-    #[test]
-    fn a_stale_read_is_unavailable() {
-        let state = SourceState {
-            last_good: Some(snapshot(Duration::from_secs(31))),
-            failure: None,
-            attempts: 9,
-        };
-        let error = judge(&state, "default", Duration::from_secs(30)).unwrap_err();
-        assert!(error.to_string().contains("stale"), "{error}");
-    }
-
-    #[test]
-    fn nothing_read_yet_is_unavailable() {
-        let error = judge(&SourceState::default(), "default", Duration::from_secs(30)).unwrap_err();
-        assert!(matches!(error, Error::Unavailable(_)));
     }
 }

@@ -2,7 +2,7 @@
 //! and publish, until the source retires or the scaler shuts down.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
@@ -13,6 +13,25 @@ use crate::sync::lock;
 use crate::systems::dbos::{self, DbosError, Layout};
 use crate::systems::{Reading, ScopeRequest};
 use crate::trigger::System;
+
+/// Why a refresh produced no reading. `Display` is what clients and logs get: Postgres' own
+/// message and SQLSTATE, or the I/O cause of a connection error, never the URL or the SQL
+/// (tokio-postgres puts neither into its errors).
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// The pool, and the TLS it needs, could not be set up.
+    #[error(transparent)]
+    Setup(#[from] database::TlsSetupError),
+    /// No connection could be had.
+    #[error("{}", describe_pool_error(.0))]
+    Connect(#[from] deadpool_postgres::PoolError),
+    /// Discovery or the counting statement failed.
+    #[error("{}", describe_dbos_error(.0))]
+    Read(#[from] DbosError),
+    /// The read got no answer within the read timeout.
+    #[error("no answer within {}ms", .0.as_millis())]
+    TimedOut(Duration),
+}
 
 /// The loop body of a source; ends when the source retires or on shutdown.
 pub(super) async fn run(
@@ -57,14 +76,9 @@ pub(super) async fn run(
                     &mut layout,
                     &scopes_read,
                 );
-                match tokio::time::timeout(settings.read_timeout, read).await {
-                    Ok(Ok(reading)) => Ok(reading),
-                    Ok(Err(message)) => Err(message),
-                    Err(_) => Err(format!(
-                        "no answer within {}ms",
-                        settings.read_timeout.as_millis()
-                    )),
-                }
+                tokio::time::timeout(settings.read_timeout, read)
+                    .await
+                    .unwrap_or(Err(RefreshError::TimedOut(settings.read_timeout)))
             }
             Err(error) => Err(error),
         };
@@ -82,13 +96,15 @@ pub(super) async fn run(
 }
 
 /// The source's pool, built now if it does not exist yet.
-fn current_pool(snapshots: &Snapshots, source: &Source) -> Result<deadpool_postgres::Pool, String> {
+fn current_pool(
+    snapshots: &Snapshots,
+    source: &Source,
+) -> Result<deadpool_postgres::Pool, RefreshError> {
     let mut pool = lock(&source.pool);
     if let Some(pool) = pool.as_ref() {
         return Ok(pool.clone());
     }
-    let built =
-        database::build_pool(&source.url, &snapshots.inner.pool).map_err(|e| e.to_string())?;
+    let built = database::build_pool(&source.url, &snapshots.inner.pool)?;
     *pool = Some(built.clone());
     Ok(built)
 }
@@ -96,7 +112,7 @@ fn current_pool(snapshots: &Snapshots, source: &Source) -> Result<deadpool_postg
 fn publish_outcome(
     publish: &watch::Sender<SourceState>,
     label: &str,
-    outcome: Result<Reading, String>,
+    outcome: Result<Reading, RefreshError>,
 ) {
     publish.send_modify(|state| {
         state.attempts += 1;
@@ -107,18 +123,17 @@ fn publish_outcome(
                 }
                 state.last_good = Some(Arc::new(Snapshot { reading, read_at: Instant::now() }));
             }
-            Err(message) => {
+            Err(error) => {
                 if state.failure.is_none() {
-                    tracing::warn!(database = %label, error = %message, "cannot read queue depth");
+                    tracing::warn!(database = %label, %error, "cannot read queue depth");
                 }
-                state.failure = Some(message.into());
+                state.failure = Some(Arc::new(error));
             }
         }
     });
 }
 
-/// Discovers the schema if needed, then runs the counting statement. Errors are returned
-/// as client-safe text: Postgres' own message and code, never the URL or the SQL.
+/// Discovers the schema if needed, then runs the counting statement.
 async fn read_once(
     pool: &deadpool_postgres::Pool,
     limits: &database::ReadLimits,
@@ -126,12 +141,8 @@ async fn read_once(
     schema: &str,
     layout: &mut Option<Layout>,
     scopes: &[ScopeRequest],
-) -> Result<Reading, String> {
-    let mut checkout = Checkout(Some(
-        pool.get()
-            .await
-            .map_err(|error| describe_pool_error(&error))?,
-    ));
+) -> Result<Reading, RefreshError> {
+    let mut checkout = Checkout(Some(pool.get().await?));
     let client = checkout.0.as_ref().expect("just checked out");
     let reading = match system {
         System::Dbos => read_dbos(client, limits, schema, layout, scopes).await,
@@ -146,18 +157,14 @@ async fn read_dbos(
     schema: &str,
     layout: &mut Option<Layout>,
     scopes: &[ScopeRequest],
-) -> Result<Reading, String> {
+) -> Result<Reading, RefreshError> {
     if layout.is_none() {
-        let found = dbos::discover_within(&***client, schema, limits)
-            .await
-            .map_err(|e| describe_dbos_error(&e))?;
+        let found = dbos::discover_within(&***client, schema, limits).await?;
         log_discovery(&found);
         *layout = Some(found);
     }
     let layout = layout.as_ref().expect("layout was just discovered");
-    dbos::read_within(&***client, layout, scopes, limits)
-        .await
-        .map_err(|e| describe_dbos_error(&e))
+    Ok(dbos::read_within(&***client, layout, scopes, limits).await?)
 }
 
 /// A connection checked out for one read. It goes back to the pool when the read got an
