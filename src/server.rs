@@ -11,7 +11,10 @@ use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::Router;
 use tonic_health::ServingStatus;
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::server::HealthReporter;
 
 use crate::caps::CallCaps;
 use crate::config::Settings;
@@ -66,6 +69,15 @@ pub enum RunError {
 
 type Serving = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
 
+/// The parts of the running scaler that shutdown acts on.
+struct Running {
+    health: HealthReporter,
+    /// Turns readiness off on `/readyz`.
+    ready: watch::Sender<bool>,
+    /// Tells the servers, streams and refresh loops to stop.
+    stopping: watch::Sender<bool>,
+}
+
 /// Serves until `shutdown` completes, then drains within `settings.shutdown_grace_period`.
 pub async fn run(
     settings: Settings,
@@ -84,7 +96,49 @@ pub async fn run(
         stopping.clone(),
         metrics.clone(),
     );
+    let (health, health_service) = serving_health().await;
+    let call_caps = CallCaps::new(settings.caps);
+    let scaler = ScalerService::new(
+        snapshots.clone(),
+        settings.access.clone(),
+        call_caps.clone(),
+        metrics.clone(),
+        stopping.clone(),
+    );
+    let router = grpc_router(&settings, scaler, health_service)?;
+    let grpc = serve_grpc(router, listeners.grpc, tls, &settings, &metrics, &stopping);
+    let http_state = HttpState {
+        metrics,
+        snapshots,
+        call_caps,
+        ready,
+    };
+    let http = http::serve(
+        listeners.http,
+        http::router(http_state),
+        settings.hygiene.handshake_timeout,
+        stopped(&stopping),
+    );
+    let servers = async {
+        tokio::try_join!(async { grpc.await.map_err(RunError::from) }, async {
+            http.await.map_err(RunError::from)
+        })
+    };
+    tokio::pin!(servers);
+    tokio::select! {
+        result = &mut servers => return result.map(drop),
+        () = shutdown => {}
+    }
+    let running = Running {
+        health,
+        ready: ready_sender,
+        stopping: stopping_sender,
+    };
+    drain(running, &settings, servers).await
+}
 
+/// The health service, every name serving.
+async fn serving_health() -> (HealthReporter, HealthServer<impl Health>) {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<ExternalScalerServer<ScalerService>>()
@@ -94,6 +148,16 @@ pub async fn run(
             .set_service_status(name, ServingStatus::Serving)
             .await;
     }
+    (health, health_service)
+}
+
+/// KEDA's service, health and reflection behind one HTTP/2 server, each call marked for
+/// the connection's idle timer.
+fn grpc_router(
+    settings: &Settings,
+    scaler: ScalerService,
+    health_service: HealthServer<impl Health>,
+) -> Result<Router, RunError> {
     // v1 for current clients (grpcurl), v1alpha for the many that still speak only it.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -102,18 +166,7 @@ pub async fn run(
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
-    let call_caps = CallCaps::new(settings.caps);
-    let scaler = ExternalScalerServer::with_interceptor(
-        ScalerService::new(
-            snapshots.clone(),
-            settings.access.clone(),
-            call_caps.clone(),
-            metrics.clone(),
-            stopping.clone(),
-        ),
-        mark_call,
-    );
-    let router = tonic::transport::Server::builder()
+    Ok(tonic::transport::Server::builder()
         .timeout(settings.rpc_timeout)
         // KEDA keeps one connection with long-lived streams open; pings find a peer that
         // vanished without closing it, so its streams do not keep databases polled.
@@ -128,76 +181,76 @@ pub async fn run(
         .add_service(InterceptedService::new(health_service, mark_call))
         .add_service(InterceptedService::new(reflection_v1, mark_call))
         .add_service(InterceptedService::new(reflection_v1alpha, mark_call))
-        .add_service(scaler);
-    let mut grpc_stopping = stopping.clone();
-    let grpc_stopped = async move { crate::sync::until_set(&mut grpc_stopping).await };
+        .add_service(ExternalScalerServer::with_interceptor(scaler, mark_call)))
+}
+
+/// Serves `router` on `listener`, plain or TLS, every connection guarded by the hygiene
+/// deadlines, until `stopping` turns true.
+fn serve_grpc(
+    router: Router,
+    listener: TcpListener,
+    tls: Option<ReloadingTls>,
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+    stopping: &watch::Receiver<bool>,
+) -> Serving {
     let hygiene = settings.hygiene;
-    let connection_metrics = metrics.clone();
-    let grpc: Serving = match tls {
+    let metrics = metrics.clone();
+    match tls {
         Some(tls) => {
             let incoming = tls
-                .incoming(listeners.grpc, stopping.clone())
+                .incoming(listener, stopping.clone())
                 .map(move |accepted| {
                     accepted.map(|stream| {
                         let peer = stream.get_ref().0.peer_addr().ok();
-                        Guarded::new(stream, peer, hygiene, connection_metrics.clone())
+                        Guarded::new(stream, peer, hygiene, metrics.clone())
                     })
                 });
-            Box::pin(router.serve_with_incoming_shutdown(incoming, grpc_stopped))
+            Box::pin(router.serve_with_incoming_shutdown(incoming, stopped(stopping)))
         }
         None => {
-            let incoming = TcpListenerStream::new(listeners.grpc).map(move |accepted| {
+            let incoming = TcpListenerStream::new(listener).map(move |accepted| {
                 accepted.map(|stream| {
                     let peer = stream.peer_addr().ok();
-                    Guarded::new(stream, peer, hygiene, connection_metrics.clone())
+                    Guarded::new(stream, peer, hygiene, metrics.clone())
                 })
             });
-            Box::pin(router.serve_with_incoming_shutdown(incoming, grpc_stopped))
+            Box::pin(router.serve_with_incoming_shutdown(incoming, stopped(stopping)))
         }
-    };
-    let http_state = HttpState {
-        metrics,
-        snapshots,
-        call_caps,
-        ready,
-    };
-    let mut http_stopping = stopping.clone();
-    let http_stopped = async move { crate::sync::until_set(&mut http_stopping).await };
-    let http = http::serve(
-        listeners.http,
-        http::router(http_state),
-        settings.hygiene.handshake_timeout,
-        http_stopped,
-    );
-    let servers = async {
-        tokio::try_join!(async { grpc.await.map_err(RunError::from) }, async {
-            http.await.map_err(RunError::from)
-        })
-    };
-    tokio::pin!(servers);
-
-    tokio::select! {
-        result = &mut servers => return result.map(drop),
-        () = shutdown => {}
     }
+}
+
+/// Completes when `stopping` turns true.
+fn stopped(stopping: &watch::Receiver<bool>) -> impl Future<Output = ()> + use<> {
+    let mut stopping = stopping.clone();
+    async move { crate::sync::until_set(&mut stopping).await }
+}
+
+/// Readiness down first, so that load balancers stop sending calls; after the drain delay
+/// the listeners close and streams end; all within the grace period. The servers keep
+/// accepting and answering while readiness is down.
+async fn drain(
+    running: Running,
+    settings: &Settings,
+    servers: Pin<&mut impl Future<Output = Result<((), ()), RunError>>>,
+) -> Result<(), RunError> {
     tracing::info!(grace_period = ?settings.shutdown_grace_period, "shutting down");
     let stop_accepting = async {
-        // Readiness first, so that load balancers stop sending calls before the
-        // listeners close.
-        let _ = ready_sender.send(false);
+        let _ = running.ready.send(false);
         for name in ["", READINESS] {
-            health
+            running
+                .health
                 .set_service_status(name, ServingStatus::NotServing)
                 .await;
         }
-        health
+        running
+            .health
             .set_not_serving::<ExternalScalerServer<ScalerService>>()
             .await;
         tokio::time::sleep(settings.drain_delay).await;
-        let _ = stopping_sender.send(true);
+        let _ = running.stopping.send(true);
     };
-    // The servers keep accepting and answering while readiness is down.
-    let drain = async { tokio::join!(stop_accepting, &mut servers).1 };
+    let drain = async { tokio::join!(stop_accepting, servers).1 };
     match tokio::time::timeout(settings.shutdown_grace_period, drain).await {
         Ok(result) => result.map(drop),
         Err(_) => {

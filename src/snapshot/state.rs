@@ -131,7 +131,10 @@ mod tests {
         };
         let error = judge(&state, "default", Duration::from_secs(30)).unwrap_err();
         assert!(matches!(error, Error::Unavailable(_)));
-        assert!(error.to_string().contains("no answer within 10000ms"), "{error}");
+        assert!(
+            error.to_string().contains("no answer within 10000ms"),
+            "{error}"
+        );
     }
 
     #[test]
