@@ -148,60 +148,24 @@ pub async fn discover_within(
     schema: &str,
     limits: &ReadLimits,
 ) -> Result<Layout, DbosError> {
-    let tables: Vec<&str> = TABLES.to_vec();
-    let rows = database::read_only_query(
-        client,
-        limits,
-        "SELECT c.relname::text, a.attname::text, \
-                has_column_privilege(c.oid, a.attnum, 'SELECT') \
-         FROM pg_catalog.pg_class c \
-         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
-         WHERE n.nspname = $1::text AND c.relkind IN ('r', 'p', 'v') AND c.relname = ANY($2::text[])",
-        &[(&schema, Type::TEXT), (&tables, Type::TEXT_ARRAY)],
-    )
-    .await?;
-    let columns: HashMap<(String, String), bool> = rows
-        .iter()
-        .map(|row| ((row.get(0), row.get(1)), row.get(2)))
-        .collect();
-    let exists =
-        |table: &str, column: &str| columns.contains_key(&(table.to_owned(), column.to_owned()));
+    let columns = catalog_columns(client, schema, limits).await?;
+    let exists = |table: &str, column: &str| columns.contains_key(&column_key(table, column));
     if !["queue_name", "status", "created_at"]
         .iter()
         .all(|column| exists("workflow_status", column))
     {
         return Err(DbosError::NotDbos(schema.to_owned()));
     }
-    for (table, column) in READ_COLUMNS {
-        let readable = columns.get(&(table.to_owned(), column.to_owned()));
-        // The migration level is only logged; everything else changes the numbers.
-        if readable == Some(&false) && table != "dbos_migrations" {
-            return Err(DbosError::NotGranted {
-                schema: schema.to_owned(),
-                table,
-                column,
-            });
-        }
-    }
-    let migration =
-        if columns.get(&("dbos_migrations".to_owned(), "version".to_owned())) == Some(&true) {
-            let sql = format!(
-                "SELECT max(version)::bigint FROM {}.dbos_migrations",
-                quote(schema)
-            );
-            let rows = database::read_only_query(client, limits, &sql, &[]).await?;
-            match rows.as_slice() {
-                [row] => row.try_get(0)?,
-                _ => return Err(DbosError::Unexpected("not one row from max(version)")),
-            }
-        } else {
-            None
-        };
+    check_granted(&columns, schema)?;
+    let migration = if columns.get(&column_key("dbos_migrations", "version")) == Some(&true) {
+        migration_level(client, schema, limits).await?
+    } else {
+        None
+    };
     let has_queue_table = exists("queues", "name") && exists("queues", "worker_concurrency");
     let has_version_table = exists("application_versions", "version_name")
         && exists("application_versions", "version_timestamp");
-    let layout = Layout {
+    Ok(Layout {
         schema: schema.to_owned(),
         has_application_name: exists("workflow_status", "application_name"),
         has_application_version: exists("workflow_status", "application_version"),
@@ -216,8 +180,71 @@ pub async fn discover_within(
         has_version_table,
         has_version_owner: has_version_table && exists("application_versions", "application_name"),
         migration,
-    };
-    Ok(layout)
+    })
+}
+
+/// The columns of the system's tables in `schema`, each with whether the role may read it.
+async fn catalog_columns(
+    client: &impl GenericClient,
+    schema: &str,
+    limits: &ReadLimits,
+) -> Result<HashMap<(String, String), bool>, DbosError> {
+    let tables: Vec<&str> = TABLES.to_vec();
+    let rows = database::read_only_query(
+        client,
+        limits,
+        "SELECT c.relname::text, a.attname::text, \
+                has_column_privilege(c.oid, a.attnum, 'SELECT') \
+         FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_catalog.pg_attribute a \
+           ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+         WHERE n.nspname = $1::text AND c.relkind IN ('r', 'p', 'v') \
+           AND c.relname = ANY($2::text[])",
+        &[(&schema, Type::TEXT), (&tables, Type::TEXT_ARRAY)],
+    )
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|row| ((row.get(0), row.get(1)), row.get(2)))
+        .collect())
+}
+
+fn column_key(table: &str, column: &str) -> (String, String) {
+    (table.to_owned(), column.to_owned())
+}
+
+/// Refuses a schema whose columns the scaler reads exist but are not granted: reading
+/// around them would silently behave like an older DBOS.
+fn check_granted(columns: &HashMap<(String, String), bool>, schema: &str) -> Result<(), DbosError> {
+    for (table, column) in READ_COLUMNS {
+        // The migration level is only logged; everything else changes the numbers.
+        if columns.get(&column_key(table, column)) == Some(&false) && table != "dbos_migrations" {
+            return Err(DbosError::NotGranted {
+                schema: schema.to_owned(),
+                table,
+                column,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The highest DBOS migration applied to `schema`.
+async fn migration_level(
+    client: &impl GenericClient,
+    schema: &str,
+    limits: &ReadLimits,
+) -> Result<Option<i64>, DbosError> {
+    let sql = format!(
+        "SELECT max(version)::bigint FROM {}.dbos_migrations",
+        quote(schema)
+    );
+    let rows = database::read_only_query(client, limits, &sql, &[]).await?;
+    match rows.as_slice() {
+        [row] => Ok(row.try_get(0)?),
+        _ => Err(DbosError::Unexpected("not one row from max(version)")),
+    }
 }
 
 /// Runs the counting statement once for `scopes` and maps its rows, with the default

@@ -72,40 +72,64 @@ impl ScopeParameters {
 /// those of triggers on partitioned queues whose limits apply; without any, the statement
 /// does not look at partitions at all.
 pub(super) fn counting(layout: &Layout, partition_scopes: &[usize]) -> String {
+    let columns = Columns::of(layout);
+    let mut ctes = work_ctes(layout, &columns);
+    let mut arms = vec![group_arm(), scope_arm()];
+    if layout.has_partition_limits && !partition_scopes.is_empty() {
+        let (partition_ctes, partition_arm) = partitions(layout, &columns, partition_scopes);
+        ctes.extend(partition_ctes);
+        arms.push(partition_arm);
+    }
+    if layout.has_queue_table {
+        arms.push(config_arm(layout));
+    }
+    format!("WITH {} {}", ctes.join(", "), arms.join(" UNION ALL "))
+}
+
+/// `column` when the schema has it, else a NULL of its type.
+fn column(present: bool, name: &'static str, null: &'static str) -> &'static str {
+    if present { name } else { null }
+}
+
+/// The optional columns of `workflow_status`, as the schema has them.
+struct Columns {
+    application: &'static str,
+    version: &'static str,
+    partition_key: &'static str,
+}
+
+impl Columns {
+    fn of(layout: &Layout) -> Self {
+        Self {
+            application: column(
+                layout.has_application_name,
+                "application_name",
+                "NULL::text",
+            ),
+            version: column(
+                layout.has_application_version,
+                "application_version",
+                "NULL::text",
+            ),
+            partition_key: column(
+                layout.has_partition_key,
+                "queue_partition_key",
+                "NULL::text",
+            ),
+        }
+    }
+}
+
+/// The scopes with "latest" resolved, the clock, and the work in flight and delayed.
+fn work_ctes(layout: &Layout, columns: &Columns) -> Vec<String> {
     let schema = quote(&layout.schema);
-    let column = |present: bool, name: &'static str, null: &'static str| {
-        if present { name } else { null }
-    };
-    let application = column(
-        layout.has_application_name,
-        "application_name",
-        "NULL::text",
-    );
-    let version = column(
-        layout.has_application_version,
-        "application_version",
-        "NULL::text",
-    );
-    let partition_key = column(
-        layout.has_partition_key,
-        "queue_partition_key",
-        "NULL::text",
-    );
+    let Columns {
+        application,
+        version,
+        ..
+    } = columns;
     let latest = latest_version(layout);
-    let delayed = if layout.has_delayed {
-        format!(
-            "SELECT queue_name, {application} AS app, {version} AS ver, \
-             {partition_key} AS partition_key, delay_until_epoch_ms AS due \
-             FROM {schema}.workflow_status WHERE status = 'DELAYED' AND queue_name IS NOT NULL \
-             AND delay_until_epoch_ms <= (SELECT now_ms FROM clock) \
-             + (SELECT coalesce(max(lookahead_ms), 0) FROM scope)"
-        )
-    } else {
-        "SELECT NULL::text AS queue_name, NULL::text AS app, NULL::text AS ver, \
-         NULL::text AS partition_key, NULL::bigint AS due WHERE false"
-            .to_owned()
-    };
-    let mut ctes = vec![
+    vec![
         "scope AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bool[], $4::int8[]) \
          WITH ORDINALITY AS s(app, version, latest_wanted, lookahead_ms, id))"
             .to_owned(),
@@ -125,7 +149,7 @@ pub(super) fn counting(layout: &Layout, partition_scopes: &[usize]) -> String {
              WHERE status IN ('ENQUEUED', 'PENDING') AND queue_name IS NOT NULL \
              GROUP BY 1, 2, 3)"
         ),
-        format!("delayed AS ({delayed})"),
+        format!("delayed AS ({})", delayed(layout, columns)),
         // Delayed rows are kept one by one: each scope has its own lookahead window. Only
         // rows already due are waiting.
         "work AS (SELECT queue_name, app, ver, enqueued, pending, 0::bigint AS delayed, \
@@ -133,53 +157,78 @@ pub(super) fn counting(layout: &Layout, partition_scopes: &[usize]) -> String {
          UNION ALL SELECT queue_name, app, ver, 0, 0, 1, \
          CASE WHEN due <= (SELECT now_ms FROM clock) THEN due END, due FROM delayed)"
             .to_owned(),
-    ];
-    let mut arms = vec![
-        format!(
-            "SELECT 'group'::text AS kind, NULL::bigint AS scope_id, queue_name, \
-             app AS application_name, ver AS application_version, \
-             sum(enqueued)::bigint AS enqueued, sum(pending)::bigint AS pending, \
-             sum(delayed)::bigint AS delayed, {oldest} AS oldest_waiting_ms, \
-             NULL::bigint AS runnable, NULL::bigint AS busiest, \
-             NULL::integer AS worker_concurrency, NULL::integer AS concurrency, \
-             NULL::integer AS partition_concurrency, NULL::integer AS partition_worker_concurrency \
-             FROM work WHERE due IS NULL OR due <= (SELECT now_ms FROM clock) \
-             GROUP BY queue_name, app, ver",
-            oldest = OLDEST
-        ),
-        format!(
-            "SELECT 'scope', r.id, w.queue_name, NULL, NULL, sum(w.enqueued)::bigint, \
-             sum(w.pending)::bigint, sum(w.delayed)::bigint, {oldest}, NULL, NULL, \
-             NULL, NULL, NULL, NULL \
-             FROM resolved r JOIN work w ON {scope} GROUP BY r.id, w.queue_name",
-            oldest = OLDEST.replace("waiting_since", "w.waiting_since"),
-            scope = in_scope("w")
-        ),
-    ];
-    if layout.has_partition_limits && !partition_scopes.is_empty() {
-        let (partition_ctes, partition_arm) = partitions(layout, partition_scopes);
-        ctes.extend(partition_ctes);
-        arms.push(partition_arm);
+    ]
+}
+
+/// Delayed work due within the longest lookahead in use (none before DBOS had delays).
+fn delayed(layout: &Layout, columns: &Columns) -> String {
+    if !layout.has_delayed {
+        return "SELECT NULL::text AS queue_name, NULL::text AS app, NULL::text AS ver, \
+                NULL::text AS partition_key, NULL::bigint AS due WHERE false"
+            .to_owned();
     }
-    if layout.has_queue_table {
-        let owner = column(layout.has_queue_owner, "application_name", "NULL::text");
-        let concurrency = column(
-            layout.has_global_concurrency,
-            "concurrency",
-            "NULL::integer",
-        );
-        let (per_partition, per_partition_worker) = if layout.has_partition_limits {
-            ("partition_concurrency", "partition_worker_concurrency")
-        } else {
-            ("NULL::integer", "NULL::integer")
-        };
-        arms.push(format!(
-            "SELECT 'config', NULL, name, {owner}, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-             worker_concurrency, {concurrency}, {per_partition}, {per_partition_worker} \
-             FROM {schema}.queues"
-        ));
-    }
-    format!("WITH {} {}", ctes.join(", "), arms.join(" UNION ALL "))
+    let Columns {
+        application,
+        version,
+        partition_key,
+    } = columns;
+    format!(
+        "SELECT queue_name, {application} AS app, {version} AS ver, \
+         {partition_key} AS partition_key, delay_until_epoch_ms AS due \
+         FROM {}.workflow_status WHERE status = 'DELAYED' AND queue_name IS NOT NULL \
+         AND delay_until_epoch_ms <= (SELECT now_ms FROM clock) \
+         + (SELECT coalesce(max(lookahead_ms), 0) FROM scope)",
+        quote(&layout.schema)
+    )
+}
+
+/// Per queue, application and version: the work by state (due delayed work only). It
+/// names the columns of every arm.
+fn group_arm() -> String {
+    format!(
+        "SELECT 'group'::text AS kind, NULL::bigint AS scope_id, queue_name, \
+         app AS application_name, ver AS application_version, \
+         sum(enqueued)::bigint AS enqueued, sum(pending)::bigint AS pending, \
+         sum(delayed)::bigint AS delayed, {OLDEST} AS oldest_waiting_ms, \
+         NULL::bigint AS runnable, NULL::bigint AS busiest, \
+         NULL::integer AS worker_concurrency, NULL::integer AS concurrency, \
+         NULL::integer AS partition_concurrency, NULL::integer AS partition_worker_concurrency \
+         FROM work WHERE due IS NULL OR due <= (SELECT now_ms FROM clock) \
+         GROUP BY queue_name, app, ver"
+    )
+}
+
+/// Per scope and queue: the work its workers may run.
+fn scope_arm() -> String {
+    format!(
+        "SELECT 'scope', r.id, w.queue_name, NULL, NULL, sum(w.enqueued)::bigint, \
+         sum(w.pending)::bigint, sum(w.delayed)::bigint, {oldest}, NULL, NULL, \
+         NULL, NULL, NULL, NULL \
+         FROM resolved r JOIN work w ON {scope} GROUP BY r.id, w.queue_name",
+        oldest = OLDEST.replace("waiting_since", "w.waiting_since"),
+        scope = in_scope("w")
+    )
+}
+
+/// The queues' configuration rows, with the limits the schema records.
+fn config_arm(layout: &Layout) -> String {
+    let owner = column(layout.has_queue_owner, "application_name", "NULL::text");
+    let concurrency = column(
+        layout.has_global_concurrency,
+        "concurrency",
+        "NULL::integer",
+    );
+    let (per_partition, per_partition_worker) = if layout.has_partition_limits {
+        ("partition_concurrency", "partition_worker_concurrency")
+    } else {
+        ("NULL::integer", "NULL::integer")
+    };
+    format!(
+        "SELECT 'config', NULL, name, {owner}, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+         worker_concurrency, {concurrency}, {per_partition}, {per_partition_worker} \
+         FROM {}.queues",
+        quote(&layout.schema)
+    )
 }
 
 /// Age in milliseconds, at read time, of the oldest `waiting_since`.
@@ -240,18 +289,13 @@ fn matches(row: &str, field: impl Fn(&str) -> String) -> String {
 ///   queues: a filter on a CTE's names hides the row count from the planner, which then sorted
 ///   the rows instead of hashing them. DBOS only keys work on partitioned queues, and the
 ///   rollup's join on `partitioned` drops anything else.
-fn partitions(layout: &Layout, positions: &[usize]) -> (Vec<String>, String) {
+fn partitions(layout: &Layout, columns: &Columns, positions: &[usize]) -> (Vec<String>, String) {
     let schema = quote(&layout.schema);
-    let application = if layout.has_application_name {
-        "application_name"
-    } else {
-        "NULL::text"
-    };
-    let version = if layout.has_application_version {
-        "application_version"
-    } else {
-        "NULL::text"
-    };
+    let Columns {
+        application,
+        version,
+        ..
+    } = columns;
     let per_scope = |template: &dyn Fn(usize) -> String| {
         positions
             .iter()
