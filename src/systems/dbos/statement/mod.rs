@@ -18,8 +18,11 @@
 
 use tokio_postgres::types::{ToSql, Type};
 
+mod partitions;
+
 use super::{Layout, quote};
 use crate::trigger::{Scope, VersionFilter};
+use partitions::partitions;
 
 /// The scopes of one read as the statement's parameters `$1` to `$4`.
 pub(super) struct ScopeParameters {
@@ -92,10 +95,10 @@ fn column(present: bool, name: &'static str, null: &'static str) -> &'static str
 }
 
 /// The optional columns of `workflow_status`, as the schema has them.
-struct Columns {
-    application: &'static str,
-    version: &'static str,
-    partition_key: &'static str,
+pub(super) struct Columns {
+    pub(super) application: &'static str,
+    pub(super) version: &'static str,
+    pub(super) partition_key: &'static str,
 }
 
 impl Columns {
@@ -261,7 +264,7 @@ fn in_scope(row: &str) -> String {
 
 /// [`in_scope`] for a scope's fields given by `field` (a column of `resolved` joined as `r`,
 /// or a scalar subquery reading one scope's column).
-fn matches(row: &str, field: impl Fn(&str) -> String) -> String {
+pub(super) fn matches(row: &str, field: impl Fn(&str) -> String) -> String {
     let (app, every_version, version, latest, lookahead) = (
         field("app"),
         field("every_version"),
@@ -275,68 +278,6 @@ fn matches(row: &str, field: impl Fn(&str) -> String) -> String {
               OR ({row}.ver IS NULL AND ({latest} IS NULL OR {latest} = {version}))) \
          AND ({row}.due IS NULL OR {row}.due <= (SELECT now_ms FROM clock) + {lookahead})"
     )
-}
-
-/// The partition arm for the scopes at `positions`: one pass over the keyed work that counts,
-/// per partition, each scope's items side by side (one column per scope, so the rows are
-/// grouped once whatever the number of scopes), then caps each partition of a partitioned
-/// queue at `partition_concurrency` and sums.
-///
-/// Two choices keep this pass cheap (see `benches/REPORT.md`):
-/// - a scope's fields are uncorrelated scalar subqueries, which Postgres evaluates once per
-///   statement, rather than values carried on every row (wide rows made the grouping spill);
-/// - the keyed rows are all those DBOS's partition index holds, not only those of partitioned
-///   queues: a filter on a CTE's names hides the row count from the planner, which then sorted
-///   the rows instead of hashing them. DBOS only keys work on partitioned queues, and the
-///   rollup's join on `partitioned` drops anything else.
-fn partitions(layout: &Layout, columns: &Columns, positions: &[usize]) -> (Vec<String>, String) {
-    let schema = quote(&layout.schema);
-    let Columns {
-        application,
-        version,
-        ..
-    } = columns;
-    let per_scope = |template: &dyn Fn(usize) -> String| {
-        positions
-            .iter()
-            .map(|&i| template(i))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let counts = per_scope(&|i| {
-        let scope = matches("k", |field| {
-            format!("(SELECT {field} FROM resolved WHERE id = {i})")
-        });
-        format!("count(*) FILTER (WHERE {scope}) AS d{i}")
-    });
-    let capped = |i: usize| format!("least(d.d{i}, coalesce(p.per_partition, d.d{i}))");
-    let sums = per_scope(&|i| format!("sum({0}) AS r{i}, max({0}) AS b{i}", capped(i)));
-    let values = per_scope(&|i| format!("({i}::bigint, q.r{i}::bigint, q.b{i}::bigint)"));
-    let ctes = vec![
-        format!(
-            "partitioned AS (SELECT name, partition_concurrency AS per_partition FROM {schema}.queues \
-             WHERE partition_concurrency IS NOT NULL OR partition_worker_concurrency IS NOT NULL)"
-        ),
-        format!(
-            "keyed AS (SELECT queue_name, queue_partition_key AS partition_key, {application} AS app, \
-             {version} AS ver, NULL::bigint AS due FROM {schema}.workflow_status \
-             WHERE status IN ('ENQUEUED', 'PENDING') AND queue_partition_key IS NOT NULL \
-             UNION ALL SELECT queue_name, partition_key, app, ver, due FROM delayed \
-             WHERE partition_key IS NOT NULL)"
-        ),
-        format!(
-            "per_partition AS (SELECT k.queue_name, k.partition_key, {counts} \
-             FROM keyed k GROUP BY 1, 2)"
-        ),
-    ];
-    let arm = format!(
-        "SELECT 'partition', v.id, q.queue_name, NULL, NULL, NULL, NULL, NULL, NULL, \
-         v.runnable, v.busiest, NULL, NULL, NULL, NULL \
-         FROM (SELECT d.queue_name, {sums} FROM per_partition d \
-               JOIN partitioned p ON p.name = d.queue_name GROUP BY d.queue_name) AS q \
-         CROSS JOIN LATERAL (VALUES {values}) AS v(id, runnable, busiest)"
-    );
-    (ctes, arm)
 }
 
 #[cfg(test)]
