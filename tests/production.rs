@@ -5,7 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Fixture, Server, TestScaler, Workflows, http_get, metric_value, scaled_object};
+use common::{
+    Fixture, Server, TestScaler, Workflows, http_get, metric_sample, metric_value, scaled_object,
+};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
@@ -214,17 +216,14 @@ async fn refresh_errors_are_counted() {
         Code::Unavailable
     );
     let (_, text) = http_get(scaler.http_addr, "/metrics").await;
-    let line = text
-        .lines()
-        .find(|line| {
-            line.starts_with(concat!(
-                "pg_queue_scaler_refresh_errors_total",
-                r#"{system="dbos",database="default",schema="dbos"}"#,
-            ))
-        })
-        .unwrap_or_else(|| panic!("no refresh error counter in:\n{text}"));
-    let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
-    assert!(count >= 1.0, "{line}");
+    let count = metric_sample(
+        &text,
+        concat!(
+            "pg_queue_scaler_refresh_errors_total",
+            r#"{system="dbos",database="default",schema="dbos"}"#,
+        ),
+    );
+    assert!(count >= 1.0, "{count} refresh errors");
     assert!(!text.contains("hunter2"));
     scaler.stop().await.unwrap();
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use common::{
     Fixture, QueueLimits, Server, TestScaler, Work, Workflows, eventually, http_get, is_active,
-    latency_seconds, metric_value, next_activity, open_stream, per_fixture, scaled_object,
+    latency_seconds, metric_sample, metric_value, next_activity, open_stream, per_fixture,
+    scaled_object,
 };
 use pg_queue_scaler::grpc::proto::ScaledObjectRef;
 use tonic::Code;
@@ -563,14 +564,7 @@ async fn metrics_show_depth_per_version_and_the_oldest_wait() {
         5
     );
     let (_, text) = http_get(scaler.http_addr, "/metrics").await;
-    let sample = |selector: &str| -> f64 {
-        text.lines()
-            .find_map(|line| line.strip_prefix(selector))
-            .unwrap_or_else(|| panic!("{selector} in\n{text}"))
-            .trim()
-            .parse()
-            .unwrap()
-    };
+    let sample = |selector: &str| metric_sample(&text, selector);
     let labels = "system=\"dbos\",database=\"default\",schema=\"dbos\"";
     let version = |queue: &str, version: &str| {
         format!(

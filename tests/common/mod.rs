@@ -455,6 +455,17 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// The value of the series `selector` (its name and labels as exposed) in a `/metrics`
+/// text; panics if the series is missing.
+pub fn metric_sample(text: &str, selector: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(selector))
+        .unwrap_or_else(|| panic!("no {selector} in:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|error| panic!("{selector}: not a number: {error}"))
+}
+
 /// The repo venv's Python, with the pinned `dbos` and `grpcio-reflection` packages
 /// (scripts/setup-python.sh makes it; the test command exports `PGQS_TEST_PYTHON`).
 pub fn python() -> std::path::PathBuf {
