@@ -7,7 +7,9 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{Fixture, Server, TestScaler, Workflows, http_get, next_activity, scaled_object};
+use common::{
+    Fixture, Server, TestScaler, Workflows, http_get, next_activity, open_stream, scaled_object,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -89,11 +91,7 @@ async fn idle_connections_close_and_streams_outlive_every_timeout() {
             .result
     );
     let mut streamer = scaler.client().await;
-    let mut stream = streamer
-        .stream_is_active(trigger.clone())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = open_stream(&mut streamer, &trigger).await;
     assert!(
         !next_activity(&mut stream).await,
         "an empty queue is inactive"

@@ -6,7 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Fixture, Server, TestScaler, Workflows, is_active, metric_value, next_activity, scaled_object,
+    Fixture, Server, TestScaler, Workflows, is_active, metric_value, next_activity, open_stream,
+    per_fixture, scaled_object,
 };
 use pg_queue_scaler::grpc::proto::GetMetricsRequest;
 use tokio_stream::StreamExt;
@@ -27,97 +28,92 @@ async fn start(url: &str, extra: &[(&str, &str)]) -> TestScaler {
     TestScaler::start(&pairs).await
 }
 
+per_fixture!(every_dbos_release_reads_the_same_depth: Py340, Py2311, Py2290, Ts530);
+
 /// On every fixture: depth = ENQUEUED + PENDING + due DELAYED of the queue, nothing else;
 /// replicas = ceil(depth / worker_concurrency from dbos.queues); IsActive and the stream
 /// agree; the activation threshold applies.
-#[tokio::test]
-async fn every_dbos_release_reads_the_same_depth() {
+async fn every_dbos_release_reads_the_same_depth(fixture: Fixture) {
     let server = Server::from_env_or_private();
-    for fixture in Fixture::ALL {
-        let url = server.dbos_database(fixture).await;
-        let mut rows = Workflows::new(&url, fixture).await;
-        rows.register_queue("taskQueue", Some(4)).await;
-        rows.register_queue("emptyQueue", Some(2)).await;
-        rows.enqueue("taskQueue", 5, None).await;
-        rows.running("taskQueue", 3, None).await;
-        rows.delayed("taskQueue", 2, -1_000).await; // due
-        rows.delayed("taskQueue", 7, 3_600_000).await; // not yet due
-        rows.other("SUCCESS", Some("taskQueue"), 11).await;
-        rows.other("ERROR", Some("taskQueue"), 2).await;
-        rows.other("PENDING", None, 6).await; // started directly, not queue work
-        rows.enqueue("otherQueue", 9, None).await;
+    let url = server.dbos_database(fixture).await;
+    let mut rows = Workflows::new(&url, fixture).await;
+    rows.register_queue("taskQueue", Some(4)).await;
+    rows.register_queue("emptyQueue", Some(2)).await;
+    rows.enqueue("taskQueue", 5, None).await;
+    rows.running("taskQueue", 3, None).await;
+    rows.delayed("taskQueue", 2, -1_000).await; // due
+    rows.delayed("taskQueue", 7, 3_600_000).await; // not yet due
+    rows.other("SUCCESS", Some("taskQueue"), 11).await;
+    rows.other("ERROR", Some("taskQueue"), 2).await;
+    rows.other("PENDING", None, 6).await; // started directly, not queue work
+    rows.enqueue("otherQueue", 9, None).await;
 
-        let scaler = start(&url, &[]).await;
-        let mut client = scaler.client().await;
-        let trigger = scaled_object("worker", &[("queue", "taskQueue")]);
-        // depth 5 + 3 + 2 = 10, worker_concurrency 4 => 3 replicas
-        assert_eq!(
-            metric_value(&mut client, &trigger).await.unwrap(),
-            3,
-            "{fixture:?}"
-        );
-        assert!(is_active(&mut client, &trigger).await.unwrap());
+    let scaler = start(&url, &[]).await;
+    let mut client = scaler.client().await;
+    let trigger = scaled_object("worker", &[("queue", "taskQueue")]);
+    // depth 5 + 3 + 2 = 10, worker_concurrency 4 => 3 replicas
+    assert_eq!(
+        metric_value(&mut client, &trigger).await.unwrap(),
+        3,
+        "{fixture:?}"
+    );
+    assert!(is_active(&mut client, &trigger).await.unwrap());
 
-        let depth = scaled_object(
-            "worker",
-            &[
-                ("queue", "taskQueue"),
-                ("metric", "depth"),
-                ("workerConcurrency", "3"),
-            ],
-        );
-        let spec = client
-            .get_metric_spec(depth.clone())
+    let depth = scaled_object(
+        "worker",
+        &[
+            ("queue", "taskQueue"),
+            ("metric", "depth"),
+            ("workerConcurrency", "3"),
+        ],
+    );
+    let spec = client
+        .get_metric_spec(depth.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(spec.metric_specs[0].target_size, 3);
+    assert_eq!(spec.metric_specs[0].target_size_float, 3.0);
+    assert_eq!(
+        metric_value(&mut client, &depth).await.unwrap(),
+        10,
+        "{fixture:?}"
+    );
+
+    let override_concurrency = scaled_object(
+        "worker",
+        &[("queue", "taskQueue"), ("workerConcurrency", "10")],
+    );
+    assert_eq!(
+        metric_value(&mut client, &override_concurrency)
             .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(spec.metric_specs[0].target_size, 3);
-        assert_eq!(spec.metric_specs[0].target_size_float, 3.0);
-        assert_eq!(
-            metric_value(&mut client, &depth).await.unwrap(),
-            10,
-            "{fixture:?}"
-        );
+            .unwrap(),
+        1
+    );
 
-        let override_concurrency = scaled_object(
-            "worker",
-            &[("queue", "taskQueue"), ("workerConcurrency", "10")],
-        );
-        assert_eq!(
-            metric_value(&mut client, &override_concurrency)
-                .await
-                .unwrap(),
-            1
-        );
+    let quiet = scaled_object(
+        "worker",
+        &[("queue", "taskQueue"), ("activationThreshold", "10")],
+    );
+    assert!(
+        !is_active(&mut client, &quiet).await.unwrap(),
+        "10 is not > 10"
+    );
 
-        let quiet = scaled_object(
-            "worker",
-            &[("queue", "taskQueue"), ("activationThreshold", "10")],
-        );
-        assert!(
-            !is_active(&mut client, &quiet).await.unwrap(),
-            "10 is not > 10"
-        );
+    let mut stream = open_stream(&mut client, &trigger).await;
+    assert!(
+        next_activity(&mut stream).await,
+        "the stream opens with the current state"
+    );
 
-        let mut stream = client
-            .stream_is_active(trigger.clone())
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(
-            next_activity(&mut stream).await,
-            "the stream opens with the current state"
-        );
-
-        let empty = scaled_object(
-            "worker",
-            &[("queue", "emptyQueue"), ("workerConcurrency", "2")],
-        );
-        assert_eq!(metric_value(&mut client, &empty).await.unwrap(), 0);
-        assert!(!is_active(&mut client, &empty).await.unwrap());
-        drop(stream);
-        scaler.stop().await.unwrap();
-    }
+    let empty = scaled_object(
+        "worker",
+        &[("queue", "emptyQueue"), ("workerConcurrency", "2")],
+    );
+    assert_eq!(metric_value(&mut client, &empty).await.unwrap(), 0);
+    assert!(!is_active(&mut client, &empty).await.unwrap());
+    drop(stream);
+    scaler.stop().await.unwrap();
 }
 
 /// Several queues combine with `max` (busiest queue decides) or `sum` (one pool).
@@ -163,36 +159,35 @@ async fn queues_combine_by_max_or_sum() {
     scaler.stop().await.unwrap();
 }
 
+per_fixture!(application_name_filters_where_the_column_exists: Py340, Py2290);
+
 /// With applicationName, only that app's and unclaimed work counts, where the schema
 /// records owners; on a schema without owners (before DBOS migration 100) all work counts.
-#[tokio::test]
-async fn application_name_filters_where_the_column_exists() {
+async fn application_name_filters_where_the_column_exists(fixture: Fixture) {
     let server = Server::from_env_or_private();
-    for fixture in [Fixture::Py340, Fixture::Py2290] {
-        let url = server.dbos_database(fixture).await;
-        let mut rows = Workflows::new(&url, fixture).await;
-        rows.enqueue("q", 2, Some("billing")).await;
-        rows.enqueue("q", 5, Some("search")).await;
-        rows.enqueue("q", 1, None).await;
-        let scaler = start(&url, &[]).await;
-        let mut client = scaler.client().await;
-        let billing = scaled_object(
-            "w",
-            &[
-                ("queue", "q"),
-                ("applicationName", "billing"),
-                ("metric", "depth"),
-                ("workerConcurrency", "1"),
-            ],
-        );
-        let expected = if fixture.has_application_name() { 3 } else { 8 };
-        assert_eq!(
-            metric_value(&mut client, &billing).await.unwrap(),
-            expected,
-            "{fixture:?}"
-        );
-        scaler.stop().await.unwrap();
-    }
+    let url = server.dbos_database(fixture).await;
+    let mut rows = Workflows::new(&url, fixture).await;
+    rows.enqueue("q", 2, Some("billing")).await;
+    rows.enqueue("q", 5, Some("search")).await;
+    rows.enqueue("q", 1, None).await;
+    let scaler = start(&url, &[]).await;
+    let mut client = scaler.client().await;
+    let billing = scaled_object(
+        "w",
+        &[
+            ("queue", "q"),
+            ("applicationName", "billing"),
+            ("metric", "depth"),
+            ("workerConcurrency", "1"),
+        ],
+    );
+    let expected = if fixture.has_application_name() { 3 } else { 8 };
+    assert_eq!(
+        metric_value(&mut client, &billing).await.unwrap(),
+        expected,
+        "{fixture:?}"
+    );
+    scaler.stop().await.unwrap();
 }
 
 /// A queue without worker_concurrency in the database needs it in metadata; the error
@@ -310,7 +305,7 @@ async fn stream_pushes_activation_and_ends_cleanly_on_shutdown() {
     let scaler = start(&url, &[]).await;
     let mut client = scaler.client().await;
     let trigger = scaled_object("w", &[("queue", "wake"), ("workerConcurrency", "2")]);
-    let mut stream = client.stream_is_active(trigger).await.unwrap().into_inner();
+    let mut stream = open_stream(&mut client, &trigger).await;
     assert!(
         !next_activity(&mut stream).await,
         "an empty queue is inactive"
@@ -395,7 +390,7 @@ async fn a_stale_reading_is_unavailable() {
     assert_eq!(status.code(), Code::Unavailable);
     assert!(status.message().contains("stale"), "{}", status.message());
     locker.batch_execute("ROLLBACK").await.unwrap();
-    common::postgres::eventually("reads to resume", Duration::from_secs(10), || {
+    common::eventually("reads to resume", Duration::from_secs(10), || {
         let mut client = client.clone();
         let trigger = trigger.clone();
         async move { client.is_active(trigger).await.is_ok() }
@@ -436,47 +431,46 @@ async fn connection_from_env_urls_are_served() {
     scaler.stop().await.unwrap();
 }
 
+per_fixture!(an_unknown_queue_is_an_error_where_dbos_registers_every_queue: Py340, Ts530, Py2311);
+
 /// On DBOS 3 schemas every queue is registered, so a queue with no registration and no work
 /// is a misspelt name or the wrong database: FailedPrecondition saying so, never a 0 that
 /// would scale the workers away. On DBOS 2 schemas (queues may live only in code) the same
 /// queue is simply empty; and a DBOS 3 queue with work counts even before registration.
-#[tokio::test]
-async fn an_unknown_queue_is_an_error_where_dbos_registers_every_queue() {
+async fn an_unknown_queue_is_an_error_where_dbos_registers_every_queue(fixture: Fixture) {
     let server = Server::from_env_or_private();
-    for fixture in [Fixture::Py340, Fixture::Ts530, Fixture::Py2311] {
-        let url = server.dbos_database(fixture).await;
-        let mut rows = Workflows::new(&url, fixture).await;
-        rows.enqueue("unregistered-but-busy", 3, None).await;
-        let scaler = start(&url, &[]).await;
-        let mut client = scaler.client().await;
-        let typo = scaled_object("w", &[("queue", "taskQeue"), ("workerConcurrency", "1")]);
-        let busy = scaled_object(
-            "w",
-            &[
-                ("queue", "unregistered-but-busy"),
-                ("workerConcurrency", "1"),
-            ],
-        );
-        assert_eq!(
-            metric_value(&mut client, &busy).await.unwrap(),
-            3,
-            "{fixture:?}"
-        );
-        if fixture == Fixture::Py2311 {
-            assert_eq!(metric_value(&mut client, &typo).await.unwrap(), 0);
-        } else {
-            for status in [
-                metric_value(&mut client, &typo).await.unwrap_err(),
-                client.is_active(typo.clone()).await.unwrap_err(),
-            ] {
-                assert_eq!(status.code(), Code::FailedPrecondition, "{fixture:?}");
-                assert!(
-                    status.message().contains("\"taskQeue\" is not registered"),
-                    "{}",
-                    status.message()
-                );
-            }
+    let url = server.dbos_database(fixture).await;
+    let mut rows = Workflows::new(&url, fixture).await;
+    rows.enqueue("unregistered-but-busy", 3, None).await;
+    let scaler = start(&url, &[]).await;
+    let mut client = scaler.client().await;
+    let typo = scaled_object("w", &[("queue", "taskQeue"), ("workerConcurrency", "1")]);
+    let busy = scaled_object(
+        "w",
+        &[
+            ("queue", "unregistered-but-busy"),
+            ("workerConcurrency", "1"),
+        ],
+    );
+    assert_eq!(
+        metric_value(&mut client, &busy).await.unwrap(),
+        3,
+        "{fixture:?}"
+    );
+    if fixture == Fixture::Py2311 {
+        assert_eq!(metric_value(&mut client, &typo).await.unwrap(), 0);
+    } else {
+        for status in [
+            metric_value(&mut client, &typo).await.unwrap_err(),
+            client.is_active(typo.clone()).await.unwrap_err(),
+        ] {
+            assert_eq!(status.code(), Code::FailedPrecondition, "{fixture:?}");
+            assert!(
+                status.message().contains("\"taskQeue\" is not registered"),
+                "{}",
+                status.message()
+            );
         }
-        scaler.stop().await.unwrap();
     }
+    scaler.stop().await.unwrap();
 }

@@ -8,8 +8,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::postgres::{Cluster, eventually, free_port};
-use common::{dbos_app, is_active, metric_value, next_activity, scaled_object};
+use common::postgres::{Cluster, free_port};
+use common::{
+    dbos_app, eventually, is_active, metric_value, next_activity, open_stream, scaled_object,
+};
 use pg_queue_scaler::grpc::proto::external_scaler_client::ExternalScalerClient;
 use tokio_stream::StreamExt;
 use tonic::Code;
@@ -75,11 +77,7 @@ async fn a_real_dbos_app_scales_from_zero_and_an_outage_is_unavailable() {
     // worker_concurrency comes from dbos.queues, written by DBOS.register_queue.
     let trigger = scaled_object("dbos-worker", &[("queue", "taskQueue")]);
     assert_eq!(metric_value(&mut client, &trigger).await.unwrap(), 0);
-    let mut stream = client
-        .stream_is_active(trigger.clone())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = open_stream(&mut client, &trigger).await;
     assert!(
         !next_activity(&mut stream).await,
         "an empty queue is inactive"

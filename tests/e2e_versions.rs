@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::postgres::{Cluster, eventually};
+use common::postgres::Cluster;
 use common::{
-    TestScaler, dbos_app, is_active, latency_seconds, metric_value, next_activity, python,
-    scaled_object,
+    TestScaler, dbos_app, eventually, is_active, latency_seconds, metric_value, next_activity,
+    open_stream, python, scaled_object,
 };
 use pg_queue_scaler::grpc::proto::ScaledObjectRef;
 
@@ -153,16 +153,8 @@ async fn each_version_counts_what_its_workers_run_and_old_versions_drain() {
         "worker",
         &[("queue", "drain"), ("applicationVersion", "v2")],
     );
-    let mut v1_stream = client
-        .stream_is_active(v1.clone())
-        .await
-        .unwrap()
-        .into_inner();
-    let mut v2_stream = client
-        .stream_is_active(v2.clone())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut v1_stream = open_stream(&mut client, &v1).await;
+    let mut v2_stream = open_stream(&mut client, &v2).await;
     assert!(next_activity(&mut v1_stream).await, "v1 has work");
     assert!(
         !next_activity(&mut v2_stream).await,

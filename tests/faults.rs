@@ -15,9 +15,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::postgres::{Cluster, eventually};
+use common::postgres::Cluster;
 use common::proxy::{Mode, Proxy};
-use common::{Fixture, Server, TestScaler, Workflows, is_active, next_activity, scaled_object};
+use common::{
+    Fixture, Server, TestScaler, Workflows, eventually, is_active, next_activity, open_stream,
+    scaled_object,
+};
 use pg_queue_scaler::grpc::proto::external_scaler_client::ExternalScalerClient;
 use pg_queue_scaler::grpc::proto::{GetMetricsRequest, ScaledObjectRef};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -132,6 +135,63 @@ fn assert_unavailable(status: &Status, needle: &str, at: Duration) {
         "at {at:?}: expected {needle:?} in {:?}",
         status.message()
     );
+}
+
+/// Looks at the trigger until the first `Unavailable`, whose message must contain
+/// `needle` and which must come within `within` of `from`; before it, only `last_good`
+/// may be served. Returns how long after `from` it came.
+async fn last_good_until_unavailable(
+    client: &mut Client,
+    trigger: &ScaledObjectRef,
+    from: Instant,
+    within: Duration,
+    what: &str,
+    last_good: i64,
+    needle: &str,
+) -> Duration {
+    poll_until(
+        client,
+        trigger,
+        from,
+        within,
+        what,
+        |at, answer| match answer {
+            Ok(value) => {
+                assert_eq!(*value, last_good, "at {at:?}: only the last good value");
+                false
+            }
+            Err(status) => {
+                assert_unavailable(status, needle, at);
+                true
+            }
+        },
+    )
+    .await
+}
+
+/// Looks at the trigger until `until` after `from` (bounded at 10s), asserting that every
+/// answer is an `Unavailable` whose message contains `needle`.
+async fn unavailable_until(
+    client: &mut Client,
+    trigger: &ScaledObjectRef,
+    from: Instant,
+    until: Duration,
+    what: &str,
+    needle: &str,
+) {
+    poll_until(
+        client,
+        trigger,
+        from,
+        Duration::from_secs(10),
+        what,
+        |at, answer| {
+            let status = answer.as_ref().expect_err("no value during the outage");
+            assert_unavailable(status, needle, at);
+            at >= until
+        },
+    )
+    .await;
 }
 
 /// Waits for the answer `expected`, and asserts it came within two refresh ticks of `from`
@@ -293,22 +353,14 @@ async fn a_hung_database_serves_the_last_value_until_stale_then_unavailable() {
 
     // The last reading completed at most a tick (and a read) before the hang, so it turns
     // stale between STALE_AFTER - 2 ticks and STALE_AFTER after it.
-    let stale_at = poll_until(
+    let stale_at = last_good_until_unavailable(
         &mut client,
         &trigger,
         hung,
         STALE_AFTER + SLACK,
         "the last good value to turn stale",
-        |at, answer| match answer {
-            Ok(value) => {
-                assert_eq!(*value, 5, "at {at:?}: only the last good value");
-                false
-            }
-            Err(status) => {
-                assert_unavailable(status, "stale", at);
-                true
-            }
-        },
+        5,
+        "stale",
     )
     .await;
     assert!(
@@ -365,22 +417,14 @@ async fn a_hung_read_is_abandoned_after_read_timeout() {
     let hung = Instant::now();
     proxy.set_mode(Mode::Blackhole);
     rows.enqueue("q", 1, None).await;
-    let unavailable_at = poll_until(
+    let unavailable_at = last_good_until_unavailable(
         &mut client,
         &trigger,
         hung,
         READ_TIMEOUT + REFRESH + SLACK,
         "the hung read to be abandoned",
-        |at, answer| match answer {
-            Ok(value) => {
-                assert_eq!(*value, 2, "at {at:?}: only the last good value");
-                false
-            }
-            Err(status) => {
-                assert_unavailable(status, "could not be read", at);
-                true
-            }
-        },
+        2,
+        "could not be read",
     )
     .await;
     assert!(
@@ -388,16 +432,13 @@ async fn a_hung_read_is_abandoned_after_read_timeout() {
         "a read is given read_timeout, not only {unavailable_at:?}"
     );
     // It stays so while the database hangs (each new read hangs and is abandoned too).
-    poll_until(
+    unavailable_until(
         &mut client,
         &trigger,
         hung,
-        Duration::from_secs(10),
+        STALE_AFTER + READ_TIMEOUT,
         "the outage to go on",
-        |at, answer| {
-            assert_unavailable(answer.as_ref().expect_err("no value"), "", at);
-            at >= STALE_AFTER + READ_TIMEOUT
-        },
+        "",
     )
     .await;
 
@@ -427,41 +468,27 @@ async fn reset_connections_are_unavailable_and_recover_within_two_ticks() {
     tokio::time::sleep(REFRESH * 3 / 2).await;
     let reset = Instant::now();
     proxy.set_mode(Mode::Reset);
-    let unavailable_at = poll_until(
+    let unavailable_at = last_good_until_unavailable(
         &mut client,
         &trigger,
         reset,
         REFRESH + SLACK,
         "the reset to be reported",
-        |at, answer| match answer {
-            Ok(value) => {
-                assert_eq!(*value, 5, "at {at:?}: only the last good value");
-                false
-            }
-            Err(status) => {
-                assert_unavailable(status, "could not be read", at);
-                true
-            }
-        },
+        5,
+        "could not be read",
     )
     .await;
     eprintln!("reset reported after {unavailable_at:?}");
 
     // While every connection is reset: Unavailable, whatever the database holds.
     rows.enqueue("q", 4, None).await;
-    poll_until(
+    unavailable_until(
         &mut client,
         &trigger,
         reset,
-        Duration::from_secs(10),
+        Duration::from_millis(1500),
         "the outage to go on",
-        |at, answer| {
-            let status = answer
-                .as_ref()
-                .expect_err("no value while connections reset");
-            assert_unavailable(status, "could not be read", at);
-            at >= Duration::from_millis(1500)
-        },
+        "could not be read",
     )
     .await;
     assert!(
@@ -521,35 +548,24 @@ async fn a_postgres_restart_is_unavailable_then_read_again() {
 
     tokio::task::block_in_place(|| cluster.stop_server());
     let stopped = Instant::now();
-    let unavailable_at = poll_until(
+    let unavailable_at = last_good_until_unavailable(
         &mut client,
         &trigger,
         stopped,
         REFRESH + SLACK,
         "the stop to be reported",
-        |at, answer| match answer {
-            Ok(value) => {
-                assert_eq!(*value, 3, "at {at:?}: only the last good value");
-                false
-            }
-            Err(status) => {
-                assert_unavailable(status, "could not be read", at);
-                true
-            }
-        },
+        3,
+        "could not be read",
     )
     .await;
     eprintln!("stop reported after {unavailable_at:?}");
-    poll_until(
+    unavailable_until(
         &mut client,
         &trigger,
         stopped,
-        Duration::from_secs(10),
+        STALE_AFTER + REFRESH,
         "the outage to go on past stale_after",
-        |at, answer| {
-            assert_unavailable(answer.as_ref().expect_err("no value while down"), "", at);
-            at >= STALE_AFTER + REFRESH
-        },
+        "",
     )
     .await;
 
@@ -605,35 +621,24 @@ async fn latency_below_read_timeout_is_served_and_above_it_unavailable() {
     let slowed = Instant::now();
     proxy.set_mode(Mode::Delay(TOO_SLOW));
     rows.enqueue("q", 2, None).await;
-    let unavailable_at = poll_until(
+    let unavailable_at = last_good_until_unavailable(
         &mut client,
         &trigger,
         slowed,
         READ_TIMEOUT + 2 * SLOW + REFRESH + SLACK,
         "reads slower than read_timeout to be reported",
-        |at, answer| match answer {
-            Ok(value) => {
-                assert_eq!(*value, 3, "at {at:?}: only the last good value");
-                false
-            }
-            Err(status) => {
-                assert_unavailable(status, "could not be read", at);
-                true
-            }
-        },
+        3,
+        "could not be read",
     )
     .await;
     eprintln!("latency above read_timeout reported after {unavailable_at:?}");
-    poll_until(
+    unavailable_until(
         &mut client,
         &trigger,
         slowed,
-        Duration::from_secs(10),
+        STALE_AFTER + READ_TIMEOUT,
         "the outage to go on past stale_after",
-        |at, answer| {
-            assert_unavailable(answer.as_ref().expect_err("no value"), "", at);
-            at >= STALE_AFTER + READ_TIMEOUT
-        },
+        "",
     )
     .await;
 
@@ -655,10 +660,7 @@ async fn a_stream_stays_open_and_silent_during_an_outage_then_pushes() {
     let scaler = scaler(&proxied, STALE_AFTER, Duration::from_secs(2)).await;
     let mut client = scaler.client().await;
     let trigger = trigger();
-    let mut stream = bounded(client.stream_is_active(trigger.clone()))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = bounded(open_stream(&mut client, &trigger)).await;
     assert!(!next_activity(&mut stream).await, "an empty queue");
 
     let down = Instant::now();

@@ -217,7 +217,7 @@ async fn rotated_certificates_apply_without_a_restart() {
 
     let second = ca.server("second");
     files.rotate(&second);
-    common::postgres::eventually("the new server certificate", Duration::from_secs(5), || {
+    common::eventually("the new server certificate", Duration::from_secs(5), || {
         let keda = &keda;
         let ca = &ca;
         let expected = der(&second.cert_pem);
@@ -231,7 +231,7 @@ async fn rotated_certificates_apply_without_a_restart() {
     let new_client_ca = TestCa::new("keda-clients-2026");
     files.rotate_client_ca(&new_client_ca);
     let renewed = new_client_ca.client("keda-operator");
-    common::postgres::eventually("the new client CA", Duration::from_secs(5), || {
+    common::eventually("the new client CA", Duration::from_secs(5), || {
         let renewed = &renewed;
         let ca = &ca;
         async move {

@@ -12,7 +12,9 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{Fixture, Server, TestScaler, Workflows, metric_value, next_activity, scaled_object};
+use common::{
+    Fixture, Server, TestScaler, Workflows, metric_value, next_activity, open_stream, scaled_object,
+};
 use pg_queue_scaler::grpc::proto::external_scaler_client::ExternalScalerClient;
 use pg_queue_scaler::grpc::proto::{GetMetricsRequest, ScaledObjectRef};
 use proptest::prelude::*;
@@ -149,7 +151,7 @@ async fn streams_end_with_permanent_errors_and_wait_through_outages() {
     let typo = scaled_object("w", &[("queue", "taskQeue"), ("workerConcurrency", "1")]);
     let polled = client.is_active(typo.clone()).await.unwrap_err();
     assert_eq!(polled.code(), Code::FailedPrecondition);
-    let mut stream = client.stream_is_active(typo).await.unwrap().into_inner();
+    let mut stream = open_stream(&mut client, &typo).await;
     let ended = tokio::time::timeout(Duration::from_secs(5), stream.message())
         .await
         .expect("the stream ends within 5s")
@@ -163,7 +165,7 @@ async fn streams_end_with_permanent_errors_and_wait_through_outages() {
     let scaler = TestScaler::start(&[("PGQS_DATABASE_URL", unreachable.as_str())]).await;
     let mut client = scaler.client().await;
     let trigger = scaled_object("w", &[("queue", "q"), ("workerConcurrency", "1")]);
-    let mut stream = client.stream_is_active(trigger).await.unwrap().into_inner();
+    let mut stream = open_stream(&mut client, &trigger).await;
     let silent = tokio::time::timeout(Duration::from_millis(1_500), stream.message()).await;
     assert!(silent.is_err(), "open and silent: {silent:?}");
     scaler.stop().await.unwrap();
@@ -175,7 +177,7 @@ async fn a_healthy_stream_still_pushes() {
     let (_server, _url, scaler) = start().await;
     let mut client = scaler.client().await;
     let trigger = scaled_object("w", &[("queue", "q")]);
-    let mut stream = client.stream_is_active(trigger).await.unwrap().into_inner();
+    let mut stream = open_stream(&mut client, &trigger).await;
     assert!(next_activity(&mut stream).await);
     scaler.stop().await.unwrap();
 }
@@ -302,7 +304,8 @@ async fn count_rows(url: &str) -> (i64, i64) {
     let client = common::postgres::connect(url).await;
     let row = client
         .query_one(
-            "SELECT (SELECT count(*) FROM dbos.workflow_status), (SELECT count(*) FROM dbos.queues)",
+            "SELECT (SELECT count(*) FROM dbos.workflow_status), \
+             (SELECT count(*) FROM dbos.queues)",
             &[],
         )
         .await
@@ -360,27 +363,19 @@ async fn streams_are_capped_overall_and_per_connection() {
     .await;
     let mut one = scaler.client().await;
     let mut two = scaler.client().await;
-    let mut first = one
-        .stream_is_active(trigger.clone())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut first = open_stream(&mut one, &trigger).await;
     assert!(next_activity(&mut first).await);
     let status = one.stream_is_active(trigger.clone()).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert!(status.message().contains("max_streams_per_connection"));
-    let mut second = two
-        .stream_is_active(trigger.clone())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut second = open_stream(&mut two, &trigger).await;
     assert!(next_activity(&mut second).await);
     let mut three = scaler.client().await;
     let status = three.stream_is_active(trigger.clone()).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert!(status.message().contains("(max_streams)"));
     drop(first);
-    common::postgres::eventually(
+    common::eventually(
         "the released slot to be free",
         Duration::from_secs(5),
         || {

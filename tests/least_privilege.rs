@@ -8,7 +8,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use common::postgres::{connect, with_dbname};
-use common::{Fixture, Server, TestScaler, Workflows, is_active, metric_value, scaled_object};
+use common::{
+    Fixture, Server, TestScaler, Workflows, is_active, metric_value, per_fixture, scaled_object,
+};
 use tokio_postgres::error::SqlState;
 
 /// The file as shipped.
@@ -163,262 +165,283 @@ async fn refused(client: &tokio_postgres::Client, sql: &str) -> SqlState {
     }
 }
 
+per_fixture!(the_scaler_reads_queue_depth_as_the_role: Py340, Py2290);
+
 /// On a current schema (3.4.0) and on one from before `application_name` (2.29.0), a
 /// scaler logged in as the role the file creates reads the right numbers: ENQUEUED +
 /// PENDING + due DELAYED, replicas from `queues.worker_concurrency`, IsActive, and
 /// applicationName filtering where the column exists. Its sessions really are the role's.
-#[tokio::test]
-async fn the_scaler_reads_queue_depth_as_the_role() {
+async fn the_scaler_reads_queue_depth_as_the_role(fixture: Fixture) {
     let server = Server::from_env_or_private();
-    for fixture in [Fixture::Py340, Fixture::Py2290] {
-        let url = server.dbos_database(fixture).await;
-        let role = unique_name("scaler");
-        let role_url = create_scaler_role(&url, &role).await;
+    let url = server.dbos_database(fixture).await;
+    let role = unique_name("scaler");
+    let role_url = create_scaler_role(&url, &role).await;
 
-        let mut rows = Workflows::new(&url, fixture).await;
-        rows.register_queue("idle", None).await;
-        rows.register_queue("taskQueue", Some(4)).await;
-        rows.enqueue("taskQueue", 5, None).await;
-        rows.running("taskQueue", 3, None).await;
-        rows.delayed("taskQueue", 2, -1_000).await; // due
-        rows.delayed("taskQueue", 7, 3_600_000).await; // not yet due
-        rows.other("SUCCESS", Some("taskQueue"), 4).await;
-        rows.enqueue("apps", 2, Some("billing")).await;
-        rows.enqueue("apps", 5, Some("search")).await;
-        rows.enqueue("apps", 1, None).await;
+    let mut rows = Workflows::new(&url, fixture).await;
+    rows.register_queue("idle", None).await;
+    rows.register_queue("taskQueue", Some(4)).await;
+    rows.enqueue("taskQueue", 5, None).await;
+    rows.running("taskQueue", 3, None).await;
+    rows.delayed("taskQueue", 2, -1_000).await; // due
+    rows.delayed("taskQueue", 7, 3_600_000).await; // not yet due
+    rows.other("SUCCESS", Some("taskQueue"), 4).await;
+    rows.enqueue("apps", 2, Some("billing")).await;
+    rows.enqueue("apps", 5, Some("search")).await;
+    rows.enqueue("apps", 1, None).await;
 
-        let scaler = TestScaler::start(&[
-            ("PGQS_DATABASE_URL", role_url.as_str()),
-            ("PGQS_REFRESH_INTERVAL", "200ms"),
-        ])
-        .await;
-        let mut client = scaler.client().await;
+    let scaler = TestScaler::start(&[
+        ("PGQS_DATABASE_URL", role_url.as_str()),
+        ("PGQS_REFRESH_INTERVAL", "200ms"),
+    ])
+    .await;
+    let mut client = scaler.client().await;
 
-        // depth 5 + 3 + 2 = 10, worker_concurrency 4 (read from dbos.queues) => 3 replicas
-        let replicas = scaled_object("w", &[("queue", "taskQueue")]);
-        assert_eq!(
-            metric_value(&mut client, &replicas).await.unwrap(),
-            3,
-            "{fixture:?}"
-        );
-        let depth = scaled_object(
-            "w",
-            &[
-                ("queue", "taskQueue"),
-                ("metric", "depth"),
-                ("workerConcurrency", "1"),
-            ],
-        );
-        assert_eq!(
-            metric_value(&mut client, &depth).await.unwrap(),
-            10,
-            "{fixture:?}"
-        );
-        assert!(
-            is_active(&mut client, &replicas).await.unwrap(),
-            "{fixture:?}"
-        );
-        let empty = scaled_object("w", &[("queue", "idle"), ("workerConcurrency", "2")]);
-        assert!(
-            !is_active(&mut client, &empty).await.unwrap(),
-            "{fixture:?}"
-        );
+    // depth 5 + 3 + 2 = 10, worker_concurrency 4 (read from dbos.queues) => 3 replicas
+    let replicas = scaled_object("w", &[("queue", "taskQueue")]);
+    assert_eq!(
+        metric_value(&mut client, &replicas).await.unwrap(),
+        3,
+        "{fixture:?}"
+    );
+    let depth = scaled_object(
+        "w",
+        &[
+            ("queue", "taskQueue"),
+            ("metric", "depth"),
+            ("workerConcurrency", "1"),
+        ],
+    );
+    assert_eq!(
+        metric_value(&mut client, &depth).await.unwrap(),
+        10,
+        "{fixture:?}"
+    );
+    assert!(
+        is_active(&mut client, &replicas).await.unwrap(),
+        "{fixture:?}"
+    );
+    let empty = scaled_object("w", &[("queue", "idle"), ("workerConcurrency", "2")]);
+    assert!(
+        !is_active(&mut client, &empty).await.unwrap(),
+        "{fixture:?}"
+    );
 
-        // billing 2 + unclaimed 1 where owners are recorded; all 8 before migration 100
-        let billing = scaled_object(
-            "w",
-            &[
-                ("queue", "apps"),
-                ("applicationName", "billing"),
-                ("metric", "depth"),
-                ("workerConcurrency", "1"),
-            ],
-        );
-        let expected = if fixture.has_application_name() { 3 } else { 8 };
-        assert_eq!(
-            metric_value(&mut client, &billing).await.unwrap(),
-            expected,
-            "{fixture:?}"
-        );
+    // billing 2 + unclaimed 1 where owners are recorded; all 8 before migration 100
+    let billing = scaled_object(
+        "w",
+        &[
+            ("queue", "apps"),
+            ("applicationName", "billing"),
+            ("metric", "depth"),
+            ("workerConcurrency", "1"),
+        ],
+    );
+    let expected = if fixture.has_application_name() { 3 } else { 8 };
+    assert_eq!(
+        metric_value(&mut client, &billing).await.unwrap(),
+        expected,
+        "{fixture:?}"
+    );
 
-        // The numbers above came through the role, not some other login.
-        let sessions: Vec<String> = rows
-            .client()
-            .query(
-                "SELECT usename::text FROM pg_stat_activity \
-                 WHERE application_name = 'pg-queue-scaler' AND datname = current_database()",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
-        assert!(
-            !sessions.is_empty(),
-            "{fixture:?}: the scaler has a session"
-        );
-        assert!(
-            sessions.iter().all(|user| *user == role),
-            "{fixture:?}: {sessions:?}"
-        );
-        scaler.stop().await.unwrap();
-    }
+    // The numbers above came through the role, not some other login.
+    let sessions: Vec<String> = rows
+        .client()
+        .query(
+            "SELECT usename::text FROM pg_stat_activity \
+             WHERE application_name = 'pg-queue-scaler' AND datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(
+        !sessions.is_empty(),
+        "{fixture:?}: the scaler has a session"
+    );
+    assert!(
+        sessions.iter().all(|user| *user == role),
+        "{fixture:?}: {sessions:?}"
+    );
+    scaler.stop().await.unwrap();
 }
+
+per_fixture!(the_role_cannot_read_payloads_or_write: Py340, Py2290);
 
 /// Logged in directly as the role: sessions start read-only; the granted columns can be
 /// read; workflow inputs, outputs, errors, other DBOS tables and `SELECT *` are refused
 /// (42501); and even after switching its own session to read-write, the role cannot
 /// INSERT, UPDATE, DELETE, TRUNCATE, create tables or enqueue through DBOS's function.
-#[tokio::test]
-async fn the_role_cannot_read_payloads_or_write() {
+async fn the_role_cannot_read_payloads_or_write(fixture: Fixture) {
     let server = Server::from_env_or_private();
-    for fixture in [Fixture::Py340, Fixture::Py2290] {
-        let url = server.dbos_database(fixture).await;
-        let role = unique_name("scaler");
-        let role_url = create_scaler_role(&url, &role).await;
-        let mut rows = Workflows::new(&url, fixture).await;
-        rows.register_queue("q", Some(2)).await;
-        rows.enqueue("q", 3, None).await;
-        rows.other("SUCCESS", Some("q"), 2).await;
-        let admin = rows.client();
-        let count_rows = || async {
-            admin
-                .query_one(
-                    "SELECT (SELECT count(*) FROM dbos.workflow_status), \
-                     (SELECT count(*) FROM dbos.queues), \
-                     (SELECT string_agg(status, ',' ORDER BY workflow_uuid) FROM dbos.workflow_status)",
-                    &[],
-                )
-                .await
-                .map(|row| (row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, String>(2)))
-                .unwrap()
-        };
-        let before = count_rows().await;
-
-        let scaler_role = connect(&role_url).await;
-        let user: String = scaler_role
-            .query_one("SELECT current_user::text", &[])
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(user, role);
-        let read_only: String = scaler_role
-            .query_one("SHOW default_transaction_read_only", &[])
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(read_only, "on", "{fixture:?}");
-
-        // What the scaler needs is readable.
-        let mut allowed = vec![
-            "SELECT queue_name, status, delay_until_epoch_ms FROM dbos.workflow_status",
-            "SELECT name, worker_concurrency, concurrency FROM dbos.queues",
-            "SELECT created_at, application_version, queue_partition_key FROM dbos.workflow_status",
-            "SELECT version_name, version_timestamp FROM dbos.application_versions",
-            "SELECT max(version) FROM dbos.dbos_migrations",
-            "SELECT count(*) FROM dbos.workflow_status WHERE status = 'ENQUEUED'",
-        ];
-        if fixture.has_application_name() {
-            allowed.push("SELECT application_name FROM dbos.workflow_status");
-        }
-        for sql in allowed {
-            scaler_role
-                .batch_execute(sql)
-                .await
-                .unwrap_or_else(|error| panic!("{fixture:?}: {sql}: {error}"));
-        }
-
-        // Payloads, results and everything else are not.
-        let mut secret = vec![
-            "SELECT inputs FROM dbos.workflow_status",
-            "SELECT output FROM dbos.workflow_status",
-            "SELECT error FROM dbos.workflow_status",
-            "SELECT workflow_uuid FROM dbos.workflow_status",
-            "SELECT * FROM dbos.workflow_status",
-            "SELECT rate_limit_max FROM dbos.queues",
-            "SELECT version_id FROM dbos.application_versions",
-            "SELECT * FROM dbos.operation_outputs",
-            "SELECT * FROM dbos.notifications",
-            "SELECT * FROM dbos.workflow_events",
-        ];
-        if fixture == Fixture::Py340 {
-            secret.extend([
-                "SELECT inputs FROM dbos.workflow_input",
-                "SELECT output FROM dbos.workflow_output",
-            ]);
-        } else {
-            let present: Option<String> = admin
-                .query_one("SELECT to_regclass('dbos.workflow_input')::text", &[])
-                .await
-                .unwrap()
-                .get(0);
-            assert_eq!(present, None, "{fixture:?} has no workflow_input table");
-        }
-        for sql in secret {
-            assert_eq!(
-                refused(&scaler_role, sql).await,
-                SqlState::INSUFFICIENT_PRIVILEGE,
-                "{fixture:?}: {sql}"
-            );
-        }
-
-        // A write is stopped by the read-only default first...
-        assert_eq!(
-            refused(
-                &scaler_role,
-                "INSERT INTO dbos.workflow_status (workflow_uuid, status, queue_name) \
-                 VALUES ('intruder', 'ENQUEUED', 'q')"
+    let url = server.dbos_database(fixture).await;
+    let role = unique_name("scaler");
+    let role_url = create_scaler_role(&url, &role).await;
+    let mut rows = Workflows::new(&url, fixture).await;
+    rows.register_queue("q", Some(2)).await;
+    rows.enqueue("q", 3, None).await;
+    rows.other("SUCCESS", Some("q"), 2).await;
+    let admin = rows.client();
+    let count_rows = || async {
+        admin
+            .query_one(
+                "SELECT (SELECT count(*) FROM dbos.workflow_status), \
+                 (SELECT count(*) FROM dbos.queues), \
+                 (SELECT string_agg(status, ',' ORDER BY workflow_uuid) \
+                 FROM dbos.workflow_status)",
+                &[],
             )
-            .await,
-            SqlState::READ_ONLY_SQL_TRANSACTION,
-            "{fixture:?}"
-        );
-        // ...and, since any session may lift that default, by the missing grants as well.
-        scaler_role
-            .batch_execute("SET default_transaction_read_only = off")
             .await
-            .unwrap();
-        let mut writes = vec![
-            "INSERT INTO dbos.workflow_status (workflow_uuid, status, queue_name) \
-             VALUES ('intruder', 'ENQUEUED', 'q')",
-            "UPDATE dbos.workflow_status SET status = 'CANCELLED'",
-            "UPDATE dbos.workflow_status SET status = 'CANCELLED' WHERE queue_name = 'q'",
-            "DELETE FROM dbos.workflow_status",
-            "UPDATE dbos.queues SET worker_concurrency = 100",
-            "DELETE FROM dbos.queues",
-            "INSERT INTO dbos.dbos_migrations (version) VALUES (999999)",
-            "TRUNCATE dbos.workflow_status",
-            "CREATE TABLE dbos.scaler_was_here (id int)",
-            "SELECT * FROM dbos.workflow_status FOR UPDATE",
-        ];
-        if fixture == Fixture::Py340 {
-            writes.push("SELECT dbos.enqueue_workflow('work', 'q')");
-        }
-        for sql in writes {
-            assert_eq!(
-                refused(&scaler_role, sql).await,
-                SqlState::INSUFFICIENT_PRIVILEGE,
-                "{fixture:?}: {sql}"
-            );
-        }
-        assert_eq!(count_rows().await, before, "{fixture:?}: nothing changed");
+            .map(|row| {
+                (
+                    row.get::<_, i64>(0),
+                    row.get::<_, i64>(1),
+                    row.get::<_, String>(2),
+                )
+            })
+            .unwrap()
+    };
+    let before = count_rows().await;
+
+    let scaler_role = connect(&role_url).await;
+    let user: String = scaler_role
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(user, role);
+    let read_only: String = scaler_role
+        .query_one("SHOW default_transaction_read_only", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(read_only, "on", "{fixture:?}");
+
+    // What the scaler needs is readable.
+    let mut allowed = vec![
+        "SELECT queue_name, status, delay_until_epoch_ms FROM dbos.workflow_status",
+        "SELECT name, worker_concurrency, concurrency FROM dbos.queues",
+        "SELECT created_at, application_version, queue_partition_key FROM dbos.workflow_status",
+        "SELECT version_name, version_timestamp FROM dbos.application_versions",
+        "SELECT max(version) FROM dbos.dbos_migrations",
+        "SELECT count(*) FROM dbos.workflow_status WHERE status = 'ENQUEUED'",
+    ];
+    if fixture.has_application_name() {
+        allowed.push("SELECT application_name FROM dbos.workflow_status");
     }
+    for sql in allowed {
+        scaler_role
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|error| panic!("{fixture:?}: {sql}: {error}"));
+    }
+
+    // Payloads, results and everything else are not.
+    let mut secret = vec![
+        "SELECT inputs FROM dbos.workflow_status",
+        "SELECT output FROM dbos.workflow_status",
+        "SELECT error FROM dbos.workflow_status",
+        "SELECT workflow_uuid FROM dbos.workflow_status",
+        "SELECT * FROM dbos.workflow_status",
+        "SELECT rate_limit_max FROM dbos.queues",
+        "SELECT version_id FROM dbos.application_versions",
+        "SELECT * FROM dbos.operation_outputs",
+        "SELECT * FROM dbos.notifications",
+        "SELECT * FROM dbos.workflow_events",
+    ];
+    if fixture == Fixture::Py340 {
+        secret.extend([
+            "SELECT inputs FROM dbos.workflow_input",
+            "SELECT output FROM dbos.workflow_output",
+        ]);
+    } else {
+        let present: Option<String> = admin
+            .query_one("SELECT to_regclass('dbos.workflow_input')::text", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(present, None, "{fixture:?} has no workflow_input table");
+    }
+    for sql in secret {
+        assert_eq!(
+            refused(&scaler_role, sql).await,
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            "{fixture:?}: {sql}"
+        );
+    }
+
+    // A write is stopped by the read-only default first...
+    assert_eq!(
+        refused(
+            &scaler_role,
+            "INSERT INTO dbos.workflow_status (workflow_uuid, status, queue_name) \
+             VALUES ('intruder', 'ENQUEUED', 'q')"
+        )
+        .await,
+        SqlState::READ_ONLY_SQL_TRANSACTION,
+        "{fixture:?}"
+    );
+    // ...and, since any session may lift that default, by the missing grants as well.
+    scaler_role
+        .batch_execute("SET default_transaction_read_only = off")
+        .await
+        .unwrap();
+    let mut writes = vec![
+        "INSERT INTO dbos.workflow_status (workflow_uuid, status, queue_name) \
+         VALUES ('intruder', 'ENQUEUED', 'q')",
+        "UPDATE dbos.workflow_status SET status = 'CANCELLED'",
+        "UPDATE dbos.workflow_status SET status = 'CANCELLED' WHERE queue_name = 'q'",
+        "DELETE FROM dbos.workflow_status",
+        "UPDATE dbos.queues SET worker_concurrency = 100",
+        "DELETE FROM dbos.queues",
+        "INSERT INTO dbos.dbos_migrations (version) VALUES (999999)",
+        "TRUNCATE dbos.workflow_status",
+        "CREATE TABLE dbos.scaler_was_here (id int)",
+        "SELECT * FROM dbos.workflow_status FOR UPDATE",
+    ];
+    if fixture == Fixture::Py340 {
+        writes.push("SELECT dbos.enqueue_workflow('work', 'q')");
+    }
+    for sql in writes {
+        assert_eq!(
+            refused(&scaler_role, sql).await,
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            "{fixture:?}: {sql}"
+        );
+    }
+    assert_eq!(count_rows().await, before, "{fixture:?}: nothing changed");
 }
+
+/// Holds a lock on `server` for as long as the returned connection lives, so that test
+/// cases sharing a server (`TEST_DATABASE_URL`) do not change the file's default role,
+/// which belongs to the whole server, at the same time.
+async fn lock_default_role(server: &Server) -> tokio_postgres::Client {
+    let admin = connect(&server.admin_url()).await;
+    admin
+        .batch_execute("SELECT pg_advisory_lock(hashtext('pgqs queue_scaler role'))")
+        .await
+        .expect("lock the default role");
+    admin
+}
+
+per_fixture!(grants_are_exactly_the_columns_read_and_reruns_converge: Py340, Py2290);
 
 /// What the file as shipped (default role `queue_scaler`, schema `dbos`) grants, read
 /// back from the catalog: exactly SELECT on the scaler's columns that exist (no
 /// application_name on 2.29.0), no table-level privilege, CONNECT and schema USAGE but no
 /// CREATE, a plain LOGIN role, read-only by default, no password. Running it again
 /// succeeds and changes nothing, a re-run also takes away rights added by hand since, and
-/// the second database reuses the role the first created. An unknown schema is refused.
-#[tokio::test]
-async fn grants_are_exactly_the_columns_read_and_reruns_converge() {
+/// a second database reuses the role the first created.
+async fn grants_are_exactly_the_columns_read_and_reruns_converge(fixture: Fixture) {
     let server = Server::from_env_or_private();
+    let _lock = lock_default_role(&server).await;
     let role = "queue_scaler";
     let apply_shipped =
         |url: String| async move { connect(&url).await.batch_execute(ROLE_SQL).await };
-    for fixture in [Fixture::Py340, Fixture::Py2290] {
+    // The role belongs to the server: the first database's run creates it (on a private
+    // server), the second database's run reuses it.
+    for _database in ["first", "second"] {
         let url = server.dbos_database(fixture).await;
         apply_shipped(url.clone()).await.expect("first run");
         let admin = connect(&url).await;
@@ -507,7 +530,12 @@ async fn grants_are_exactly_the_columns_read_and_reruns_converge() {
             .get(0);
         assert!(!widened, "{fixture:?}");
     }
+}
 
+/// The file refuses a schema that does not exist, naming it and the database.
+#[tokio::test]
+async fn an_unknown_schema_is_refused() {
+    let server = Server::from_env_or_private();
     let url = server.dbos_database(Fixture::Py340).await;
     let error = apply(&url, &unique_name("scaler"), "nope")
         .await

@@ -11,8 +11,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::pgbouncer::{PgBouncer, PoolMode};
-use common::postgres::eventually;
-use common::{Fixture, Server, TestScaler, Workflows, metric_value, scaled_object};
+use common::{Fixture, Server, TestScaler, Workflows, eventually, metric_value, scaled_object};
 use pg_queue_scaler::grpc::proto::ScaledObjectRef;
 use tokio_postgres::SimpleQueryMessage;
 use tonic::Code;

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::certs::{self, TestCa};
-use common::postgres::{Cluster, connect, eventually};
-use common::{Fixture, Server, TestScaler, Workflows, metric_value, scaled_object};
+use common::postgres::{Cluster, connect};
+use common::{Fixture, Server, TestScaler, Workflows, eventually, metric_value, scaled_object};
 use tokio_postgres::NoTls;
 use tonic::{Code, Status};
 

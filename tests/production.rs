@@ -5,7 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Fixture, Server, TestScaler, Workflows, http_get, metric_value, scaled_object};
+use common::{
+    Fixture, Server, TestScaler, Workflows, http_get, metric_sample, metric_value, scaled_object,
+};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
@@ -53,10 +55,17 @@ async fn readiness_drops_before_the_listeners_close() {
     );
 
     scaler.begin_shutdown();
-    common::postgres::eventually("readiness to turn NOT_SERVING", Duration::from_secs(1), || {
-        let mut client = client.clone();
-        async move { health(&mut client, "readiness").await.ok() == Some(ServingStatus::NotServing) }
-    })
+    common::eventually(
+        "readiness to turn NOT_SERVING",
+        Duration::from_secs(1),
+        || {
+            let mut client = client.clone();
+            async move {
+                let readiness = health(&mut client, "readiness").await.ok();
+                readiness == Some(ServingStatus::NotServing)
+            }
+        },
+    )
     .await;
     // Still answering during the drain delay: liveness is fine, HTTP readiness says 503.
     assert_eq!(
@@ -150,19 +159,35 @@ async fn metrics_describe_rpcs_refreshes_and_queues() {
 
     let (status, text) = http_get(scaler.http_addr, "/metrics").await;
     assert_eq!(status, 200);
+    // The labels of queue `mailer`'s series (a macro, for `concat!`).
+    macro_rules! mailer_labels {
+        () => {
+            r#"{system="dbos",database="default",schema="dbos",queue="mailer"}"#
+        };
+    }
     for expected in [
         r#"pg_queue_scaler_grpc_requests_total{method="GetMetrics",code="OK"} 1"#,
         r#"pg_queue_scaler_grpc_requests_total{method="IsActive",code="InvalidArgument"} 1"#,
-        r#"pg_queue_scaler_grpc_request_duration_seconds_bucket{le="+Inf",method="GetMetricSpec",code="OK"} 1"#,
-        r#"pg_queue_scaler_queue_enqueued{system="dbos",database="default",schema="dbos",queue="mailer"} 5"#,
-        r#"pg_queue_scaler_queue_pending{system="dbos",database="default",schema="dbos",queue="mailer"} 2"#,
-        r#"pg_queue_scaler_queue_delayed_due{system="dbos",database="default",schema="dbos",queue="mailer"} 1"#,
-        r#"pg_queue_scaler_queue_depth{system="dbos",database="default",schema="dbos",queue="mailer"} 8"#,
-        r#"pg_queue_scaler_queue_desired_replicas{system="dbos",database="default",schema="dbos",queue="mailer"} 4"#,
+        concat!(
+            "pg_queue_scaler_grpc_request_duration_seconds_bucket",
+            r#"{le="+Inf",method="GetMetricSpec",code="OK"} 1"#,
+        ),
+        concat!("pg_queue_scaler_queue_enqueued", mailer_labels!(), " 5"),
+        concat!("pg_queue_scaler_queue_pending", mailer_labels!(), " 2"),
+        concat!("pg_queue_scaler_queue_delayed_due", mailer_labels!(), " 1"),
+        concat!("pg_queue_scaler_queue_depth", mailer_labels!(), " 8"),
+        concat!(
+            "pg_queue_scaler_queue_desired_replicas",
+            mailer_labels!(),
+            " 4"
+        ),
         "pg_queue_scaler_open_streams 1",
         "pg_queue_scaler_sources 1",
         r#"pg_queue_scaler_snapshot_age_seconds{system="dbos",database="default",schema="dbos"}"#,
-        r#"pg_queue_scaler_refresh_duration_seconds_count{system="dbos",database="default",schema="dbos"}"#,
+        concat!(
+            "pg_queue_scaler_refresh_duration_seconds_count",
+            r#"{system="dbos",database="default",schema="dbos"}"#,
+        ),
         r#"pg_queue_scaler_pool_connections{database="default",schema="dbos",state="in_use"}"#,
     ] {
         assert!(text.contains(expected), "missing {expected} in:\n{text}");
@@ -191,12 +216,14 @@ async fn refresh_errors_are_counted() {
         Code::Unavailable
     );
     let (_, text) = http_get(scaler.http_addr, "/metrics").await;
-    let line = text
-        .lines()
-        .find(|line| line.starts_with(r#"pg_queue_scaler_refresh_errors_total{system="dbos",database="default",schema="dbos"}"#))
-        .unwrap_or_else(|| panic!("no refresh error counter in:\n{text}"));
-    let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
-    assert!(count >= 1.0, "{line}");
+    let count = metric_sample(
+        &text,
+        concat!(
+            "pg_queue_scaler_refresh_errors_total",
+            r#"{system="dbos",database="default",schema="dbos"}"#,
+        ),
+    );
+    assert!(count >= 1.0, "{count} refresh errors");
     assert!(!text.contains("hunter2"));
     scaler.stop().await.unwrap();
 }

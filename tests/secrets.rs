@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Fixture, Server, TestScaler, metric_value, scaled_object};
+use common::{Fixture, Server, TestScaler, metric_value, open_stream, scaled_object};
 
 const PASSWORD: &str = "pw-Secr3t-c4nary";
 
@@ -80,11 +80,7 @@ async fn passwords_stay_out_of_logs_and_client_errors() {
         ],
     );
     assert_eq!(metric_value(&mut client, &from_env).await.unwrap(), 0);
-    let mut stream = client
-        .stream_is_active(from_env)
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = open_stream(&mut client, &from_env).await;
     assert!(!common::next_activity(&mut stream).await);
 
     let malformed = format!("postgres://scaler:{PASSWORD}@host:port/db");

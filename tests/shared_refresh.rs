@@ -82,7 +82,8 @@ async fn two_hundred_triggers_share_one_statement_per_tick() {
         .get(0);
     let ticks = (elapsed.as_secs_f64() / interval.as_secs_f64()).ceil() as i64 + 1;
     eprintln!(
-        "{rounds} rounds of {TRIGGERS} triggers in {elapsed:?}: {statements} statements, at most {ticks} ticks"
+        "{rounds} rounds of {TRIGGERS} triggers in {elapsed:?}: {statements} statements, \
+         at most {ticks} ticks"
     );
     assert!(rounds >= 1);
     assert!(statements >= 1, "the database was read while in use");
@@ -132,7 +133,7 @@ async fn idle_sources_stop_reading_and_close_their_connections() {
         (1..=2).contains(&open),
         "a small pool is open while in use: {open}"
     );
-    common::postgres::eventually(
+    common::eventually(
         "the idle pool to close",
         Duration::from_secs(10),
         || async { sessions().await == 0 },

@@ -7,10 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::postgres::eventually;
 use common::{
-    Fixture, QueueLimits, Server, TestScaler, Work, Workflows, http_get, is_active,
-    latency_seconds, metric_value, next_activity, scaled_object,
+    Fixture, QueueLimits, Server, TestScaler, Work, Workflows, eventually, http_get, is_active,
+    latency_seconds, metric_sample, metric_value, next_activity, open_stream, per_fixture,
+    scaled_object,
 };
 use pg_queue_scaler::grpc::proto::ScaledObjectRef;
 use tonic::Code;
@@ -46,21 +46,6 @@ fn trigger(queue: &str, pairs: &[(&str, &str)]) -> ScaledObjectRef {
     let mut all = vec![("queue", queue)];
     all.extend_from_slice(pairs);
     scaled_object("worker", &all)
-}
-
-/// Generates one `#[tokio::test]` per fixture calling `$case(fixture)`.
-macro_rules! per_fixture {
-    ($case:ident: $($fixture:ident),+) => {
-        mod $case {
-            $(
-                #[tokio::test]
-                #[allow(non_snake_case)]
-                async fn $fixture() {
-                    super::$case(super::Fixture::$fixture).await;
-                }
-            )+
-        }
-    };
 }
 
 per_fixture!(versions_count_what_a_worker_of_that_version_runs: Py340, Ts530, Py2311, Py2290);
@@ -101,11 +86,7 @@ async fn versions_count_what_a_worker_of_that_version_runs(fixture: Fixture) {
     assert!(!is_active(&mut client, &version("v3")).await.unwrap());
 
     // v1 drains: its trigger pushes "inactive" once its last workflow has finished.
-    let mut v1_stream = client
-        .stream_is_active(version("v1"))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut v1_stream = open_stream(&mut client, &version("v1")).await;
     assert!(next_activity(&mut v1_stream).await);
     rows.finish(&v1_ids).await;
     assert!(!next_activity(&mut v1_stream).await, "v1 drained");
@@ -583,18 +564,12 @@ async fn metrics_show_depth_per_version_and_the_oldest_wait() {
         5
     );
     let (_, text) = http_get(scaler.http_addr, "/metrics").await;
-    let sample = |selector: &str| -> f64 {
-        text.lines()
-            .find_map(|line| line.strip_prefix(selector))
-            .unwrap_or_else(|| panic!("{selector} in\n{text}"))
-            .trim()
-            .parse()
-            .unwrap()
-    };
+    let sample = |selector: &str| metric_sample(&text, selector);
     let labels = "system=\"dbos\",database=\"default\",schema=\"dbos\"";
     let version = |queue: &str, version: &str| {
         format!(
-            "pg_queue_scaler_queue_version_depth{{{labels},queue=\"{queue}\",application_version=\"{version}\"}}"
+            "pg_queue_scaler_queue_version_depth{{{labels},queue=\"{queue}\",\
+             application_version=\"{version}\"}}"
         )
     };
     assert_eq!(sample(&version("q", "v1")), 3.0);

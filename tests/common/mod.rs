@@ -3,9 +3,11 @@
 #![allow(dead_code, unused_imports)] // each test binary uses its own subset
 
 pub mod certs;
+pub mod fixtures;
 pub mod pgbouncer;
 pub mod postgres;
 pub mod proxy;
+pub mod wait;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,7 +21,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
+pub(crate) use fixtures::per_fixture;
 pub use postgres::{Fixture, Server};
+pub use wait::eventually;
 
 /// The scaler running in this process.
 pub struct TestScaler {
@@ -190,7 +194,8 @@ impl Workflows {
             .execute(
                 &format!(
                     "INSERT INTO {}.queues (name, worker_concurrency) VALUES ($1, $2) \
-                     ON CONFLICT (name) DO UPDATE SET worker_concurrency = EXCLUDED.worker_concurrency",
+                     ON CONFLICT (name) DO UPDATE \
+                     SET worker_concurrency = EXCLUDED.worker_concurrency",
                     self.schema
                 ),
                 &[&queue, &worker_concurrency],
@@ -205,8 +210,10 @@ impl Workflows {
             .execute(
                 &format!(
                     "INSERT INTO {}.queues (name, worker_concurrency, concurrency, \
-                     partition_concurrency, partition_worker_concurrency) VALUES ($1, $2, $3, $4, $5) \
-                     ON CONFLICT (name) DO UPDATE SET worker_concurrency = EXCLUDED.worker_concurrency, \
+                     partition_concurrency, partition_worker_concurrency) \
+                     VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (name) DO UPDATE \
+                     SET worker_concurrency = EXCLUDED.worker_concurrency, \
                      concurrency = EXCLUDED.concurrency, \
                      partition_concurrency = EXCLUDED.partition_concurrency, \
                      partition_worker_concurrency = EXCLUDED.partition_worker_concurrency",
@@ -233,7 +240,8 @@ impl Workflows {
             ("", "")
         };
         let sql = format!(
-            "INSERT INTO {}.application_versions (version_id, version_name, version_timestamp{column}) \
+            "INSERT INTO {}.application_versions \
+             (version_id, version_name, version_timestamp{column}) \
              VALUES ($1, $1, (extract(epoch FROM now()) * 1000)::bigint - $2::bigint{value})",
             self.schema
         );
@@ -447,6 +455,17 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// The value of the series `selector` (its name and labels as exposed) in a `/metrics`
+/// text; panics if the series is missing.
+pub fn metric_sample(text: &str, selector: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(selector))
+        .unwrap_or_else(|| panic!("no {selector} in:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|error| panic!("{selector}: not a number: {error}"))
+}
+
 /// The repo venv's Python, with the pinned `dbos` and `grpcio-reflection` packages
 /// (scripts/setup-python.sh makes it; the test command exports `PGQS_TEST_PYTHON`).
 pub fn python() -> std::path::PathBuf {
@@ -491,6 +510,18 @@ pub async fn is_active(
         .await?
         .into_inner()
         .result)
+}
+
+/// Opens a `StreamIsActive` stream for `reference`, as KEDA does; panics if it is refused.
+pub async fn open_stream(
+    client: &mut ExternalScalerClient<Channel>,
+    reference: &ScaledObjectRef,
+) -> tonic::Streaming<IsActiveResponse> {
+    client
+        .stream_is_active(reference.clone())
+        .await
+        .expect("the stream opens")
+        .into_inner()
 }
 
 /// The next activity pushed on a `StreamIsActive` stream, waiting at most 5s; panics if

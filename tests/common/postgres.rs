@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 use tempfile::TempDir;
 use tokio_postgres::NoTls;
@@ -24,14 +23,6 @@ pub enum Fixture {
 }
 
 impl Fixture {
-    /// Every fixture, for tests that must hold on all supported schemas.
-    pub const ALL: [Fixture; 4] = [
-        Fixture::Py340,
-        Fixture::Py2311,
-        Fixture::Py2290,
-        Fixture::Ts530,
-    ];
-
     fn file(self) -> &'static str {
         match self {
             Fixture::Py340 => "py-3.4.0.sql",
@@ -330,23 +321,4 @@ pub fn unprivileged_owner() -> Option<(u32, u32)> {
             })
         })
     })
-}
-
-/// Waits (bounded) until `probe` holds.
-pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut probe: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if probe().await {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
