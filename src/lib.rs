@@ -22,21 +22,21 @@
 //! - [`telemetry`] sets up logging; [`quote`] bounds the request values that errors and
 //!   logs quote.
 
-pub mod access;
-pub mod caps;
+mod access;
+mod caps;
 pub mod config;
 pub mod connection_url;
 pub mod database;
-pub mod decide;
-pub mod error;
-pub mod evaluate;
+mod decide;
+mod error;
+mod evaluate;
 pub mod grpc;
-pub mod http;
-pub mod metric_name;
-pub mod metrics;
-pub mod quote;
+mod http;
+mod metric_name;
+mod metrics;
+mod quote;
 mod server;
-pub mod snapshot;
+mod snapshot;
 mod sync;
 pub mod systems;
 pub mod telemetry;

@@ -2,10 +2,10 @@
 //! codes. Transport only; the rules live in [`crate::trigger`], [`crate::snapshot`] and
 //! [`crate::decide`].
 
-pub mod hygiene;
-pub mod scaler;
-pub mod status;
-pub mod tls;
+pub(crate) mod hygiene;
+pub(crate) mod scaler;
+pub(crate) mod status;
+pub(crate) mod tls;
 
 /// Code generated from `proto/externalscaler.proto`: messages, server and client.
 #[allow(missing_docs, clippy::all)]
