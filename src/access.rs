@@ -10,7 +10,7 @@ use crate::trigger::{ConnectionRef, Trigger, keys};
 
 /// The access rules from the configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AccessPolicy {
+pub(crate) struct AccessPolicy {
     /// Whether `connectionFromEnv` is accepted at all.
     pub connection_from_env_enabled: bool,
     /// Hosts a `connectionFromEnv` URL may point at (lowercase); empty means any.
@@ -20,8 +20,9 @@ pub struct AccessPolicy {
 }
 
 impl AccessPolicy {
-    /// Everything allowed: the default when the configuration sets no rule.
-    pub fn open() -> Self {
+    /// Everything allowed: what a configuration without rules builds (see `config`).
+    #[cfg(test)]
+    pub(crate) fn open() -> Self {
         Self {
             connection_from_env_enabled: true,
             ..Self::default()
@@ -60,7 +61,7 @@ impl AccessPolicy {
     }
 
     /// Refuses, with `PermissionDenied` and a reason, what the rules do not allow.
-    pub fn check(&self, trigger: &Trigger, namespace: &str) -> Result<(), Error> {
+    pub(crate) fn check(&self, trigger: &Trigger, namespace: &str) -> Result<(), Error> {
         match &trigger.connection {
             ConnectionRef::FromEnv(url) => {
                 if !self.connection_from_env_enabled {

@@ -15,7 +15,7 @@ use crate::sync::lock;
 
 /// The limits, from the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CapSettings {
+pub(crate) struct CapSettings {
     /// Sources (database and schema) read at once.
     pub max_sources: usize,
     /// Connections to all databases together.
@@ -45,11 +45,11 @@ impl Default for CapSettings {
 }
 
 /// How much of each cap is in use, for metrics: `(cap, limit, in use)`.
-pub type CapUse = (&'static str, usize, usize);
+pub(crate) type CapUse = (&'static str, usize, usize);
 
 /// The stream and call caps of the gRPC service; cheap to clone.
 #[derive(Clone)]
-pub struct CallCaps {
+pub(crate) struct CallCaps {
     inner: Arc<Inner>,
 }
 
@@ -62,7 +62,7 @@ struct Inner {
 
 impl CallCaps {
     /// Caps as `settings` set them.
-    pub fn new(settings: CapSettings) -> Self {
+    pub(crate) fn new(settings: CapSettings) -> Self {
         Self {
             inner: Arc::new(Inner {
                 settings,
@@ -74,7 +74,7 @@ impl CallCaps {
     }
 
     /// A slot for one unary call, held until dropped.
-    pub fn call(&self) -> Result<OwnedSemaphorePermit, Error> {
+    pub(crate) fn call(&self) -> Result<OwnedSemaphorePermit, Error> {
         self.inner.calls.clone().try_acquire_owned().map_err(|_| {
             Error::Exhausted(format!(
                 "this scaler answers at most {} calls at once (max_concurrent_calls); try again shortly",
@@ -84,7 +84,7 @@ impl CallCaps {
     }
 
     /// A slot for one stream from the client connection `peer`, held until dropped.
-    pub fn stream(&self, peer: Option<SocketAddr>) -> Result<StreamSlot, Error> {
+    pub(crate) fn stream(&self, peer: Option<SocketAddr>) -> Result<StreamSlot, Error> {
         let settings = &self.inner.settings;
         let mut by_connection = lock(&self.inner.streams_by_connection);
         let on_connection = by_connection.get(&peer).copied().unwrap_or(0);
@@ -108,7 +108,7 @@ impl CallCaps {
     }
 
     /// The use of each cap, for metrics.
-    pub fn usage(&self) -> [CapUse; 3] {
+    pub(crate) fn usage(&self) -> [CapUse; 3] {
         let settings = &self.inner.settings;
         let busiest = lock(&self.inner.streams_by_connection)
             .values()
@@ -136,7 +136,7 @@ impl CallCaps {
 }
 
 /// One open stream's hold on the caps; released when dropped.
-pub struct StreamSlot {
+pub(crate) struct StreamSlot {
     caps: CallCaps,
     peer: Option<SocketAddr>,
 }

@@ -1,7 +1,7 @@
 //! The maths: from per-queue work to one depth, a replica count and activity, within the
 //! limits DBOS puts on how much of that work can run at once. Pure functions, no I/O.
 
-pub use crate::error::WorkerConcurrencyError;
+pub(crate) use crate::error::WorkerConcurrencyError;
 use crate::trigger::Aggregate;
 
 /// A partitioned queue's work as one scope sees it (work without a partition key is not
@@ -16,7 +16,7 @@ pub struct PartitionLoad {
 
 /// What was read for one queue of a trigger.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueLoad {
+pub(crate) struct QueueLoad {
     /// The queue's name.
     pub queue: String,
     /// Waiting, running and due-delayed work items the trigger's workers may run.
@@ -31,7 +31,7 @@ pub struct QueueLoad {
 
 /// DBOS's limits on one queue, as they bear on one trigger's work.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct QueueLimits {
+pub(crate) struct QueueLimits {
     /// Work items all workers together run at once.
     pub concurrency: Option<u32>,
     /// A partitioned queue's work, already capped per partition.
@@ -45,7 +45,7 @@ pub struct QueueLimits {
 /// per partition up to `partition_concurrency`, and work without a partition key not at
 /// all (DBOS dequeues a partitioned queue partition by partition, so no worker ever runs
 /// it); the global `concurrency` caps the total.
-pub fn runnable_work(depth: u64, limits: &QueueLimits) -> (u64, u64) {
+pub(crate) fn runnable_work(depth: u64, limits: &QueueLimits) -> (u64, u64) {
     let (mut runnable, mut busiest) = match &limits.partitions {
         Some(partitions) => (partitions.runnable.min(depth), partitions.busiest),
         None => (depth, 0),
@@ -63,13 +63,13 @@ pub fn runnable_work(depth: u64, limits: &QueueLimits) -> (u64, u64) {
 
 /// Replicas needed for `depth` items when each replica runs `worker_concurrency` at once:
 /// `ceil(depth / worker_concurrency)`, 0 for an empty queue.
-pub fn desired_replicas(depth: u64, worker_concurrency: u32) -> u64 {
+pub(crate) fn desired_replicas(depth: u64, worker_concurrency: u32) -> u64 {
     depth.div_ceil(u64::from(worker_concurrency.max(1)))
 }
 
 /// `values` combined as the trigger's queues combine: the largest (`max`) or the total
 /// (`sum`).
-pub fn aggregate(values: impl Iterator<Item = u64>, aggregate: Aggregate) -> u64 {
+pub(crate) fn aggregate(values: impl Iterator<Item = u64>, aggregate: Aggregate) -> u64 {
     match aggregate {
         Aggregate::Max => values.max().unwrap_or(0),
         Aggregate::Sum => values.fold(0, u64::saturating_add),
@@ -77,7 +77,7 @@ pub fn aggregate(values: impl Iterator<Item = u64>, aggregate: Aggregate) -> u64
 }
 
 /// Whether the trigger is active: its depth exceeds the activation threshold.
-pub fn is_active(depth: u64, activation_threshold: u64) -> bool {
+pub(crate) fn is_active(depth: u64, activation_threshold: u64) -> bool {
     depth > activation_threshold
 }
 
@@ -86,7 +86,7 @@ pub fn is_active(depth: u64, activation_threshold: u64) -> bool {
 /// independent). With `sum`, the total is sized with the pool's one concurrency. Either
 /// way, never fewer than the busiest partition needs, and only for work that can run.
 /// `override_concurrency` (from metadata) beats the database's values.
-pub fn aggregate_replicas(
+pub(crate) fn aggregate_replicas(
     loads: &[QueueLoad],
     aggregate_by: Aggregate,
     override_concurrency: Option<u32>,

@@ -12,7 +12,7 @@ use crate::trigger::{MetricKind, Trigger, VersionFilter, keys};
 
 /// What a trigger's queues amount to in one snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Evaluation {
+pub(crate) struct Evaluation {
     /// Per queue, as read.
     pub loads: Vec<QueueLoad>,
     /// The trigger's depth (`max` or `sum` of the queues'): all the work its workers may
@@ -30,7 +30,7 @@ pub struct Evaluation {
 
 impl Evaluation {
     /// The value `GetMetrics` reports for the trigger's metric kind.
-    pub fn metric_value(&self, metric: MetricKind) -> Result<f64, Error> {
+    pub(crate) fn metric_value(&self, metric: MetricKind) -> Result<f64, Error> {
         match metric {
             MetricKind::Replicas => self.replicas.clone().map(|n| n as f64).map_err(Error::from),
             MetricKind::Depth { .. } => Ok(self.runnable as f64),
@@ -43,7 +43,7 @@ impl Evaluation {
 /// Judges `trigger` against `snapshot`. A queue the snapshot cannot vouch for (no work, and
 /// missing from a system that registers every queue) is an error, not an empty queue: it
 /// is a misspelt name or the wrong database, and a 0 would scale its workers away.
-pub fn evaluate(trigger: &Trigger, snapshot: &Snapshot) -> Result<Evaluation, Error> {
+pub(crate) fn evaluate(trigger: &Trigger, snapshot: &Snapshot) -> Result<Evaluation, Error> {
     let reading = &snapshot.reading;
     check_supported(trigger, reading)?;
     if let Some(unknown) = trigger

@@ -18,7 +18,7 @@ use crate::snapshot::Snapshots;
 
 /// What the HTTP handlers read.
 #[derive(Clone)]
-pub struct HttpState {
+pub(crate) struct HttpState {
     /// Metrics to render.
     pub metrics: Arc<Metrics>,
     /// Sources whose gauges are rendered.
@@ -30,7 +30,7 @@ pub struct HttpState {
 }
 
 /// The HTTP routes.
-pub fn router(state: HttpState) -> Router {
+pub(crate) fn router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -66,7 +66,7 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
 /// Serves `router` on `listener` until `shutdown` completes, then lets open requests finish.
 /// A client must send each request's headers within `header_timeout` of connecting (or of
 /// its previous response), so slow or silent clients cannot hold connections.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     header_timeout: std::time::Duration,

@@ -23,8 +23,7 @@ fn main() -> ExitCode {
         }
     };
     if flags.check_config {
-        let mut databases: Vec<&String> = settings.databases.keys().collect();
-        databases.sort();
+        let databases = settings.database_names();
         println!("configuration is valid; databases: {databases:?}");
         return ExitCode::SUCCESS;
     }
@@ -55,12 +54,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let http = tokio::net::TcpListener::bind(settings.http_listen)
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", settings.http_listen))?;
-    let mut databases: Vec<&String> = settings.databases.keys().collect();
-    databases.sort();
+    let databases = settings.database_names();
+    let (grpc_tls, mtls) = settings.grpc_tls();
     tracing::info!(
         grpc = %grpc.local_addr()?,
-        grpc_tls = settings.tls.is_some(),
-        mtls = settings.tls.as_ref().is_some_and(|tls| tls.client_ca_file.is_some()),
+        grpc_tls,
+        mtls,
         http = %http.local_addr()?,
         databases = ?databases,
         version = env!("CARGO_PKG_VERSION"),

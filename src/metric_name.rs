@@ -9,7 +9,7 @@ use crate::trigger::{Aggregate, ConnectionRef, MetricKind, Trigger, VersionFilte
 const MAX_READABLE_LEN: usize = 40;
 
 /// The metric name for `trigger`, e.g. `dbos-taskqueue-6f1d2c3a`.
-pub fn metric_name(trigger: &Trigger) -> String {
+pub(crate) fn metric_name(trigger: &Trigger) -> String {
     let readable = sanitise(&trigger.queues.join("-"));
     format!(
         "{}-{}-{:08x}",
@@ -21,7 +21,7 @@ pub fn metric_name(trigger: &Trigger) -> String {
 
 /// Whether `requested` (from `GetMetrics`) names the metric of `trigger`. Case-insensitive,
 /// because KEDA ≤ 2.11 passed the HPA's lower-cased name.
-pub fn matches(trigger: &Trigger, requested: &str) -> bool {
+pub(crate) fn matches(trigger: &Trigger, requested: &str) -> bool {
     requested.eq_ignore_ascii_case(&metric_name(trigger))
 }
 

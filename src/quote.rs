@@ -5,11 +5,11 @@
 use std::fmt;
 
 /// The most characters of one value that are quoted.
-pub const MAX_QUOTED_CHARS: usize = 200;
+pub(crate) const MAX_QUOTED_CHARS: usize = 200;
 
 /// The longest status message the scaler sends, in bytes: every status fits in 8 KiB with
 /// room to spare for the code and the trailer's framing.
-pub const MAX_MESSAGE_BYTES: usize = 4096;
+pub(crate) const MAX_MESSAGE_BYTES: usize = 4096;
 
 /// A value quoted for an error message: `"the value"`, or its first [`MAX_QUOTED_CHARS`]
 /// characters marked as cut, with the number of bytes left out.
@@ -44,7 +44,7 @@ impl fmt::Debug for Quoted {
 
 /// A request value as log fields show it: at most [`MAX_QUOTED_CHARS`] characters, then `…`.
 /// Borrows, so that logging a short value costs no allocation.
-pub struct Clipped<'a>(pub &'a str);
+pub(crate) struct Clipped<'a>(pub &'a str);
 
 impl fmt::Display for Clipped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -56,7 +56,7 @@ impl fmt::Display for Clipped<'_> {
 }
 
 /// `message` cut to [`MAX_MESSAGE_BYTES`] on a character boundary, marked when cut.
-pub fn bounded_message(message: String) -> String {
+pub(crate) fn bounded_message(message: String) -> String {
     if message.len() <= MAX_MESSAGE_BYTES {
         return message;
     }

@@ -41,26 +41,26 @@ pub struct Settings {
     /// Where HTTP (metrics, health) is served.
     pub http_listen: SocketAddr,
     /// Databases by name (`default` included when configured).
-    pub databases: HashMap<String, ConnectionUrl>,
+    pub(crate) databases: HashMap<String, ConnectionUrl>,
     /// Refresh cadence and freshness bounds.
-    pub refresh: RefreshSettings,
+    pub(crate) refresh: RefreshSettings,
     /// Pool and session bounds.
-    pub pool: PoolSettings,
+    pub(crate) pool: PoolSettings,
     /// Longest drain on shutdown.
-    pub shutdown_grace_period: Duration,
+    pub(crate) shutdown_grace_period: Duration,
     /// How long readiness reports NOT_SERVING before the listeners close, so that load
     /// balancers stop sending calls first. Part of the grace period.
-    pub drain_delay: Duration,
+    pub(crate) drain_delay: Duration,
     /// Upper bound for any unary call.
-    pub rpc_timeout: Duration,
+    pub(crate) rpc_timeout: Duration,
     /// Caps on sources, connections, streams and calls.
-    pub caps: CapSettings,
+    pub(crate) caps: CapSettings,
     /// Deadlines for client connections on both ports.
-    pub hygiene: HygieneSettings,
+    pub(crate) hygiene: HygieneSettings,
     /// Who may read what.
-    pub access: AccessPolicy,
+    pub(crate) access: AccessPolicy,
     /// TLS for the gRPC port, when configured.
-    pub tls: Option<TlsSettings>,
+    pub(crate) tls: Option<TlsSettings>,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -133,6 +133,24 @@ impl Settings {
             tls,
             log_format,
         })
+    }
+}
+
+impl Settings {
+    /// The configured databases' names, sorted (never their URLs).
+    pub fn database_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.databases.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Whether the gRPC port serves TLS, and whether it asks clients for certificates.
+    pub fn grpc_tls(&self) -> (bool, bool) {
+        let tls = self.tls.as_ref();
+        (
+            tls.is_some(),
+            tls.is_some_and(|tls| tls.client_ca_file.is_some()),
+        )
     }
 }
 

@@ -25,7 +25,7 @@ use crate::sync::lock;
 
 /// The deadlines a connection must meet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HygieneSettings {
+pub(crate) struct HygieneSettings {
     /// From accept to the first call.
     pub handshake_timeout: Duration,
     /// Without an open stream or a call, a connection stays open this long.
@@ -33,13 +33,13 @@ pub struct HygieneSettings {
 }
 
 /// Why a connection was closed: no call within `handshake_timeout`.
-pub const HANDSHAKE: &str = "handshake_timeout";
+pub(crate) const HANDSHAKE: &str = "handshake_timeout";
 /// Why a connection was closed: no stream and no call for `idle_timeout`.
-pub const IDLE: &str = "idle_timeout";
+pub(crate) const IDLE: &str = "idle_timeout";
 
 /// What one connection is doing, shared by its reader and its calls.
 #[derive(Debug)]
-pub struct Activity {
+pub(crate) struct Activity {
     accepted: Instant,
     called: AtomicBool,
     last_call: Mutex<Instant>,
@@ -64,7 +64,7 @@ impl Activity {
     }
 
     /// Keeps the connection open while the returned guard lives (an open stream).
-    pub fn hold(self: &Arc<Self>) -> StreamHold {
+    pub(crate) fn hold(self: &Arc<Self>) -> StreamHold {
         self.call();
         self.streams.fetch_add(1, Ordering::SeqCst);
         StreamHold(self.clone())
@@ -89,7 +89,7 @@ impl Activity {
 }
 
 /// An open stream's hold on its connection.
-pub struct StreamHold(Arc<Activity>);
+pub(crate) struct StreamHold(Arc<Activity>);
 
 impl Drop for StreamHold {
     fn drop(&mut self) {
@@ -100,7 +100,7 @@ impl Drop for StreamHold {
 
 /// What a call learns about its connection (in the request's extensions).
 #[derive(Debug, Clone)]
-pub struct ConnectionInfo {
+pub(crate) struct ConnectionInfo {
     /// The peer, when the transport knows it.
     pub remote_addr: Option<SocketAddr>,
     /// The connection's activity.
@@ -109,7 +109,7 @@ pub struct ConnectionInfo {
 
 /// The interceptor every service of the gRPC port runs: marks the call's connection active.
 #[allow(clippy::result_large_err)] // tonic's interceptor signature
-pub fn mark_call(request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+pub(crate) fn mark_call(request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
     if let Some(info) = request.extensions().get::<ConnectionInfo>() {
         info.activity.call();
     }
@@ -117,7 +117,7 @@ pub fn mark_call(request: tonic::Request<()>) -> Result<tonic::Request<()>, toni
 }
 
 /// An accepted connection whose reads fail once it misses a deadline.
-pub struct Guarded<T> {
+pub(crate) struct Guarded<T> {
     io: T,
     remote_addr: Option<SocketAddr>,
     activity: Arc<Activity>,
@@ -128,7 +128,7 @@ pub struct Guarded<T> {
 
 impl<T> Guarded<T> {
     /// Wraps a connection accepted now from `remote_addr`; closures are counted in `metrics`.
-    pub fn new(
+    pub(crate) fn new(
         io: T,
         remote_addr: Option<SocketAddr>,
         settings: HygieneSettings,

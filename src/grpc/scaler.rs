@@ -33,7 +33,7 @@ const STREAM_BUFFER: usize = 4;
 
 /// The `ExternalScaler` implementation.
 #[derive(Clone)]
-pub struct ScalerService {
+pub(crate) struct ScalerService {
     snapshots: Snapshots,
     access: AccessPolicy,
     caps: CallCaps,
@@ -44,7 +44,7 @@ pub struct ScalerService {
 impl ScalerService {
     /// A service answering from `snapshots` under `access`; streams end cleanly when
     /// `shutdown` turns true.
-    pub fn new(
+    pub(crate) fn new(
         snapshots: Snapshots,
         access: AccessPolicy,
         caps: CallCaps,

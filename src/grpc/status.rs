@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::quote::bounded_message;
 
 /// The status code KEDA gets for `error`.
-pub fn code_of(error: &Error) -> Code {
+pub(crate) fn code_of(error: &Error) -> Code {
     match error {
         Error::InvalidMetadata { .. }
         | Error::InvalidSecretMetadata { .. }

@@ -34,7 +34,7 @@ const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
 
 /// Certificate files for the gRPC port; reloaded when their contents change.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsSettings {
+pub(crate) struct TlsSettings {
     /// PEM certificate chain.
     pub cert_file: PathBuf,
     /// PEM private key.
@@ -95,7 +95,7 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 }
 
 /// A TLS configuration whose certificate and client CA can be swapped while serving.
-pub struct ReloadingTls {
+pub(crate) struct ReloadingTls {
     acceptor: TlsAcceptor,
     certificate: Arc<CurrentCertificate>,
     client_ca: Option<Arc<CurrentClientVerifier>>,
@@ -107,7 +107,7 @@ pub struct ReloadingTls {
 
 impl ReloadingTls {
     /// Reads the files once; fails if they are unusable.
-    pub fn load(settings: &TlsSettings) -> Result<Self, TlsError> {
+    pub(crate) fn load(settings: &TlsSettings) -> Result<Self, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let files = Files::read(settings)?;
         let certificate = Arc::new(CurrentCertificate(RwLock::new(certified_key(
@@ -139,7 +139,7 @@ impl ReloadingTls {
 
     /// Accepts TCP connections on `listener`, completes handshakes in the background and
     /// yields the TLS streams, until `stopping` turns true. Also watches the files.
-    pub fn incoming(
+    pub(crate) fn incoming(
         self,
         listener: TcpListener,
         mut stopping: watch::Receiver<bool>,

@@ -30,7 +30,7 @@ struct RpcLabels {
 
 /// One source as the metrics see it.
 #[derive(Debug, Clone)]
-pub struct SourceOverview {
+pub(crate) struct SourceOverview {
     /// Its metric labels.
     pub labels: SourceLabels,
     /// Its latest successful read.
@@ -43,7 +43,7 @@ pub struct SourceOverview {
 
 /// Labels of per-source metrics.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SourceLabels {
+pub(crate) struct SourceLabels {
     /// Queue system.
     pub system: &'static str,
     /// Database name (never a URL).
@@ -77,7 +77,7 @@ fn latency_histogram() -> Histogram {
 }
 
 /// Every metric the scaler exports.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     rpc_requests: Family<RpcLabels, Counter>,
     rpc_duration: Family<RpcLabels, Histogram, fn() -> Histogram>,
@@ -191,7 +191,7 @@ where
 
 impl Metrics {
     /// Registers every metric, in the order `/metrics` lists them.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("pg_queue_scaler");
         let r = &mut registry;
         Self {
@@ -213,7 +213,7 @@ impl Metrics {
     }
 
     /// Counts one finished RPC.
-    pub fn record_rpc(&self, method: &'static str, code: tonic::Code, elapsed: Duration) {
+    pub(crate) fn record_rpc(&self, method: &'static str, code: tonic::Code, elapsed: Duration) {
         let code = match code {
             tonic::Code::Ok => "OK".to_owned(),
             other => format!("{other:?}"),
@@ -226,14 +226,14 @@ impl Metrics {
     }
 
     /// Counts one gRPC connection closed for `reason`.
-    pub fn record_connection_closed(&self, reason: &'static str) {
+    pub(crate) fn record_connection_closed(&self, reason: &'static str) {
         self.connections_closed
             .get_or_create(&ClosedLabels { reason })
             .inc();
     }
 
     /// Counts one read of a source.
-    pub fn record_refresh(&self, source: &SourceLabels, elapsed: Duration, succeeded: bool) {
+    pub(crate) fn record_refresh(&self, source: &SourceLabels, elapsed: Duration, succeeded: bool) {
         self.refresh_duration
             .get_or_create(source)
             .observe(elapsed.as_secs_f64());
@@ -243,13 +243,13 @@ impl Metrics {
     }
 
     /// Drops the per-source series of a source that is no longer read.
-    pub fn forget_source(&self, source: &SourceLabels) {
+    pub(crate) fn forget_source(&self, source: &SourceLabels) {
         self.refresh_duration.remove(source);
         self.refresh_errors.remove(source);
     }
 
     /// The text exposition, with gauges rebuilt from `sources` and `caps` first.
-    pub fn render(&self, sources: &[SourceOverview], caps: &[CapUse]) -> String {
+    pub(crate) fn render(&self, sources: &[SourceOverview], caps: &[CapUse]) -> String {
         let _one_scrape_at_a_time = crate::sync::lock(&self.scrape);
         self.rebuild_gauges(sources);
         for (cap, limit, in_use) in caps {

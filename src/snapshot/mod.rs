@@ -24,18 +24,18 @@ use crate::database::PoolSettings;
 use crate::error::Error;
 use crate::metrics::{Metrics, SourceLabels, SourceOverview};
 use crate::sync::lock;
-pub use crate::systems::Snapshot;
+pub(crate) use crate::systems::Snapshot;
 use crate::trigger::{ConnectionRef, Trigger};
 
-pub use refresh::RefreshError;
+pub(crate) use refresh::RefreshError;
 use scopes::ScopeRegistry;
-pub use source_watch::SourceWatch;
-pub use state::{SourceKey, SourceState};
+pub(crate) use source_watch::SourceWatch;
+pub(crate) use state::{SourceKey, SourceState};
 use state::{judge, wants_partitions};
 
 /// How often sources are read and how old a reading may get.
 #[derive(Debug, Clone)]
-pub struct RefreshSettings {
+pub(crate) struct RefreshSettings {
     /// Time between two reads of a source in use.
     pub interval: Duration,
     /// A reading older than this is not served.
@@ -50,7 +50,7 @@ pub struct RefreshSettings {
 
 /// The registry of sources; cheap to clone.
 #[derive(Clone)]
-pub struct Snapshots {
+pub(crate) struct Snapshots {
     inner: Arc<Inner>,
 }
 
@@ -85,7 +85,7 @@ struct Source {
 
 impl Snapshots {
     /// A registry for the named `databases`; loops stop when `shutdown` turns true.
-    pub fn new(
+    pub(crate) fn new(
         refresh: RefreshSettings,
         pool: PoolSettings,
         caps: CapSettings,
@@ -110,7 +110,7 @@ impl Snapshots {
     /// The fresh snapshot for `trigger`'s source, waiting briefly for the first read of a
     /// source that was not in use. Errors rather than inventing a number.
     /// A trigger whose scope the source did not compute yet waits for the read that does.
-    pub async fn latest(&self, trigger: &Trigger) -> Result<Arc<Snapshot>, Error> {
+    pub(crate) async fn latest(&self, trigger: &Trigger) -> Result<Arc<Snapshot>, Error> {
         let source = self.source(trigger)?;
         let mut state = source.state.clone();
         let deadline = tokio::time::Instant::now() + self.inner.refresh.first_read_timeout;
@@ -135,7 +135,7 @@ impl Snapshots {
     }
 
     /// Keeps `trigger`'s source polled and yields its updates until dropped.
-    pub fn watch(&self, trigger: &Trigger) -> Result<SourceWatch, Error> {
+    pub(crate) fn watch(&self, trigger: &Trigger) -> Result<SourceWatch, Error> {
         let source = self.source_held(trigger, true)?;
         source.touch(trigger, true);
         Ok(SourceWatch {
@@ -147,7 +147,7 @@ impl Snapshots {
     }
 
     /// Checks, without I/O, that `trigger`'s database is one the scaler can read.
-    pub fn check_database(&self, trigger: &Trigger) -> Result<(), Error> {
+    pub(crate) fn check_database(&self, trigger: &Trigger) -> Result<(), Error> {
         self.resolve(&trigger.connection).map(drop)
     }
 
@@ -164,7 +164,7 @@ impl Snapshots {
     }
 
     /// What every source in use holds right now, for metrics.
-    pub fn overview(&self) -> Vec<SourceOverview> {
+    pub(crate) fn overview(&self) -> Vec<SourceOverview> {
         self.inner
             .sources()
             .values()
@@ -250,7 +250,7 @@ impl Snapshots {
     }
 
     /// The use of the source and connection caps, for metrics.
-    pub fn cap_usage(&self) -> [CapUse; 2] {
+    pub(crate) fn cap_usage(&self) -> [CapUse; 2] {
         let caps = &self.inner.caps;
         [
             ("sources", caps.max_sources, self.inner.sources().len()),

@@ -18,7 +18,7 @@ use crate::trigger::System;
 /// message and SQLSTATE, or the I/O cause of a connection error, never the URL or the SQL
 /// (tokio-postgres puts neither into its errors).
 #[derive(Debug, thiserror::Error)]
-pub enum RefreshError {
+pub(crate) enum RefreshError {
     /// The pool, and the TLS it needs, could not be set up.
     #[error(transparent)]
     Setup(#[from] database::TlsSetupError),

@@ -14,7 +14,7 @@ use crate::sync::lock;
 use crate::trigger::{Scope, Trigger};
 
 /// A stream's hold on a source: keeps it polled and yields its updates.
-pub struct SourceWatch {
+pub(crate) struct SourceWatch {
     pub(super) state: watch::Receiver<SourceState>,
     pub(super) stale_after: Duration,
     pub(super) scope: Scope,
@@ -25,13 +25,13 @@ impl SourceWatch {
     /// The current snapshot if it is fresh; see [`Snapshots::latest`]. Asks the source for
     /// what `trigger` needs that it does not count yet (its partitions, once a read shows
     /// them needed); the read that counts them is the next update.
-    pub fn current(&self, trigger: &Trigger) -> Result<Arc<Snapshot>, Error> {
+    pub(crate) fn current(&self, trigger: &Trigger) -> Result<Arc<Snapshot>, Error> {
         self.source.touch(trigger, false);
         judge(&self.state.borrow(), &self.source.label, self.stale_after)
     }
 
     /// Waits for the next publication; `false` once the source's loop has ended.
-    pub async fn changed(&mut self) -> bool {
+    pub(crate) async fn changed(&mut self) -> bool {
         self.state.changed().await.is_ok()
     }
 }

@@ -11,7 +11,7 @@ use crate::trigger::{ConnectionRef, System, Trigger};
 
 /// What a source's refresh loop last published.
 #[derive(Debug, Clone, Default)]
-pub struct SourceState {
+pub(crate) struct SourceState {
     /// The latest successful read.
     pub last_good: Option<Arc<Snapshot>>,
     /// Why the latest attempt failed, if it did.
@@ -22,7 +22,7 @@ pub struct SourceState {
 
 /// Identifies a source: one refresh loop and one pool.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct SourceKey {
+pub(crate) struct SourceKey {
     /// The database.
     pub connection: ConnectionRef,
     /// The queue system.
@@ -33,7 +33,7 @@ pub struct SourceKey {
 
 impl SourceKey {
     /// The source a trigger reads.
-    pub fn of(trigger: &Trigger) -> Self {
+    pub(crate) fn of(trigger: &Trigger) -> Self {
         Self {
             connection: trigger.connection.clone(),
             system: trigger.system,

@@ -1,6 +1,6 @@
 //! Shared helpers for integration tests: Postgres, DBOS rows, and the scaler started
 //! in-process on 127.0.0.1:0 with a generated gRPC client.
-#![allow(dead_code, unused_imports)] // each test binary uses its own subset
+#![allow(dead_code, unused_imports, unreachable_pub)] // each test binary uses its own subset
 
 pub mod certs;
 pub mod fixtures;
