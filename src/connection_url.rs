@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 /// How the connection uses TLS, following libpq's `sslmode` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
+pub(crate) enum TlsMode {
     /// No TLS.
     Disable,
     /// TLS when the server offers it, without certificate checks (libpq's default).
@@ -97,7 +97,7 @@ impl ConnectionUrl {
     }
 
     /// The TLS mode from `sslmode` (default `prefer`, as in libpq).
-    pub fn tls_mode(&self) -> TlsMode {
+    pub(crate) fn tls_mode(&self) -> TlsMode {
         self.0.tls_mode
     }
 
@@ -112,7 +112,7 @@ impl ConnectionUrl {
     }
 
     /// Every `(host, port)` the connection may try, in order (libpq's multi-host lists).
-    pub fn endpoints(&self) -> Vec<(String, u16)> {
+    pub(crate) fn endpoints(&self) -> Vec<(String, u16)> {
         let ports = self.0.config.get_ports();
         self.0
             .config
@@ -127,7 +127,7 @@ impl ConnectionUrl {
     }
 
     /// Whether `hostaddr` overrides where the host names actually connect.
-    pub fn has_hostaddr(&self) -> bool {
+    pub(crate) fn has_hostaddr(&self) -> bool {
         !self.0.config.get_hostaddrs().is_empty()
     }
 

@@ -4,23 +4,27 @@
 //!
 //! # Layout
 //!
-//! - [`config`] loads settings from defaults, file, environment and flags.
-//! - [`trigger`] turns trigger metadata into a validated [`trigger::Trigger`], and
-//!   [`metric_name`] names its metric.
-//! - [`systems`] holds, per queue system, schema discovery and the counting statement.
-//! - [`database`] builds pools and TLS, and runs each read as a read-only transaction that
-//!   leaves the session as it was; [`database::ConnectionUrl`] keeps URLs secret.
-//! - [`snapshot`] runs one refresh loop per database in use; requests read its latest
-//!   snapshot.
-//! - [`decide`] and [`evaluate`] hold the maths, pure.
-//! - [`access`] decides who may read which database; [`caps`] bounds streams and calls.
-//! - [`grpc`] serves the `ExternalScaler` service (plain or TLS with reloading
-//!   certificates) and maps errors to status codes.
-//! - [`http`] serves `/metrics`, `/healthz` and `/readyz`; [`metrics`] defines the metrics.
-//! - `server` provides [`run`], which wires everything to bound listeners and a shutdown
-//!   signal.
-//! - [`telemetry`] sets up logging; [`quote`] bounds the request values that errors and
-//!   logs quote.
+//! The data path reads KEDA → `grpc` → `trigger` → `snapshot` ← refresh ← Postgres, and
+//! modules only depend on modules in the same or a lower layer:
+//!
+//! 1. **Pure core**, no I/O: [`trigger`] turns metadata into a validated
+//!    [`trigger::Trigger`]; `metric_name` names its metric; `decide` holds the maths;
+//!    `access` decides who may read which database; `caps` bounds sources, streams and
+//!    calls; `error` is the domain's error; [`connection_url`] keeps URLs secret; `quote`
+//!    bounds the request values that errors and logs quote.
+//! 2. **Readers**: [`database`] builds pools and TLS and runs each read as a read-only
+//!    transaction that leaves the session as it was; [`systems`] holds, per queue system,
+//!    schema discovery and the counting statement; `snapshot` runs one refresh loop per
+//!    database in use and keeps its latest reading; `evaluate` judges a trigger against a
+//!    reading; `metrics` defines the Prometheus metrics.
+//! 3. **Servers**: [`grpc`] serves the `ExternalScaler` service (plain or TLS with
+//!    reloading certificates) and maps errors to status codes in one place; `http` serves
+//!    `/metrics`, `/healthz` and `/readyz`.
+//! 4. **Assembly**: [`config`] reads the settings layers and builds each module's settings;
+//!    [`telemetry`] sets up logging; `server` provides [`run`], which wires everything to
+//!    bound listeners and a shutdown signal.
+//!
+//! The library exposes what the binary, the tests and the benchmarks use, nothing more.
 
 mod access;
 mod caps;
@@ -43,4 +47,4 @@ pub mod telemetry;
 pub mod trigger;
 
 pub use error::Error;
-pub use server::{LIVENESS, Listeners, READINESS, RunError, run};
+pub use server::{Listeners, RunError, run};

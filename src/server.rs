@@ -28,9 +28,9 @@ use crate::metrics::Metrics;
 use crate::snapshot::Snapshots;
 
 /// gRPC health service name that turns NOT_SERVING only if the process is broken.
-pub const LIVENESS: &str = "liveness";
+pub(crate) const LIVENESS: &str = "liveness";
 /// gRPC health service name that turns NOT_SERVING as soon as shutdown begins.
-pub const READINESS: &str = "readiness";
+pub(crate) const READINESS: &str = "readiness";
 
 /// How often an idle HTTP/2 connection is pinged.
 const HTTP2_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);

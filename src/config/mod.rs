@@ -2,9 +2,9 @@
 //! `PGQS_*` environment variables, then command-line flags. Every problem is collected and
 //! reported together; nothing here prints a database URL (`Debug` is redacted).
 //!
-//! This module only reads layers and assembles them: [`flags`] are the command line,
-//! [`layers`] the file and environment read into text, [`values`] the scalar parsers and
-//! defaults, [`sections`] the domain's settings built from them. Each settings type lives
+//! This module only reads layers and assembles them: `flags` are the command line,
+//! `layers` the file and environment read into text, `values` the scalar parsers and
+//! defaults, `sections` the domain's settings built from them. Each settings type lives
 //! with the module it configures.
 
 mod flags;
@@ -31,7 +31,7 @@ use crate::telemetry::LogFormat;
 
 /// The variable DBOS applications already use for their system database; the `default`
 /// database falls back to it.
-pub const DBOS_URL_ENV: &str = "DBOS_SYSTEM_DATABASE_URL";
+pub(crate) const DBOS_URL_ENV: &str = "DBOS_SYSTEM_DATABASE_URL";
 
 /// Validated settings for [`crate::run`].
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 //! `pg_stat_activity`.
 //!
 //! Sessions carry no state of the scaler's own: every read is one read-only transaction
-//! that sets its limits locally ([`read_only_query`]) and runs an unnamed statement, so that
+//! that sets its limits locally (`read_only_query`) and runs an unnamed statement, so that
 //! a connection pooler in transaction mode (PgBouncer) may hand the server connection to any
 //! other client afterwards, exactly as it was.
 
@@ -19,7 +19,7 @@ use crate::connection_url::{ConnectionUrl, TlsMode};
 pub use tls::TlsSetupError;
 
 /// The `application_name` every session of the scaler carries.
-pub const APPLICATION_NAME: &str = "pg-queue-scaler";
+pub(crate) const APPLICATION_NAME: &str = "pg-queue-scaler";
 
 /// How pools and sessions are sized and bounded.
 #[derive(Debug, Clone)]
@@ -27,7 +27,7 @@ pub struct PoolSettings {
     /// Connections per database at most.
     pub max_size: usize,
     /// Server-side limit for each statement (`statement_timeout`, set locally in each read's
-    /// transaction: see [`ReadLimits`]).
+    /// transaction: see `ReadLimits`).
     pub statement_timeout: Duration,
     /// Limit for opening a connection, and for waiting for a free one.
     pub connect_timeout: Duration,
@@ -35,7 +35,7 @@ pub struct PoolSettings {
 
 impl PoolSettings {
     /// The limits each read's transaction sets for itself.
-    pub fn read_limits(&self) -> ReadLimits {
+    pub(crate) fn read_limits(&self) -> ReadLimits {
         ReadLimits {
             statement_timeout: self.statement_timeout,
             ..ReadLimits::default()
@@ -47,7 +47,7 @@ impl PoolSettings {
 /// outlives the transaction: nothing stays on the session, or on a pooler's server
 /// connection that other clients use next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReadLimits {
+pub(crate) struct ReadLimits {
     /// `statement_timeout` of the read's statements.
     pub statement_timeout: Duration,
     /// `idle_in_transaction_session_timeout`: the server ends the session if the
@@ -88,7 +88,7 @@ impl ReadLimits {
 /// transaction as a rollback, and if the caller stops waiting (a timeout), the requests
 /// already went out, so the session still ends the transaction. `client` must not be in a
 /// transaction already.
-pub async fn read_only_query<C: GenericClient>(
+pub(crate) async fn read_only_query<C: GenericClient>(
     client: &C,
     limits: &ReadLimits,
     sql: &str,

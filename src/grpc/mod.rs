@@ -1,6 +1,6 @@
 //! The gRPC surface: KEDA's `ExternalScaler` service and the mapping of errors to status
-//! codes. Transport only; the rules live in [`crate::trigger`], [`crate::snapshot`] and
-//! [`crate::decide`].
+//! codes. Transport only; the rules live in [`crate::trigger`], `crate::snapshot` and
+//! `crate::decide`.
 
 pub(crate) mod hygiene;
 pub(crate) mod scaler;
@@ -13,6 +13,6 @@ pub mod proto {
     tonic::include_proto!("externalscaler");
 
     /// The encoded descriptor set of the proto, for gRPC reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
+    pub(crate) const FILE_DESCRIPTOR_SET: &[u8] =
         tonic::include_file_descriptor_set!("externalscaler_descriptor");
 }

@@ -2,7 +2,7 @@
 //! then counts every queue with one statement per refresh.
 //!
 //! Discovery and reads run each statement as a read-only transaction of its own with its
-//! limits set locally and no named prepared statement ([`database::read_only_query`]), so
+//! limits set locally and no named prepared statement (`database::read_only_query`), so
 //! that they work through a connection pooler in transaction mode and leave the session
 //! exactly as they found it.
 //!
@@ -83,7 +83,7 @@ pub struct Layout {
 
 impl Layout {
     /// What rows of this layout record, for the trigger keys that depend on it.
-    pub fn capabilities(&self) -> Capabilities {
+    pub(crate) fn capabilities(&self) -> Capabilities {
         Capabilities {
             tracks_applications: self.has_application_name,
             tracks_versions: self.has_application_version,
@@ -98,7 +98,7 @@ impl Layout {
 /// The DBOS migration level from which every queue is registered in `queues` (DBOS 3.x
 /// for Python and 5.x for TypeScript, migration 109 on): an unregistered queue there is a
 /// wrong name or a wrong database, not an empty queue.
-pub const QUEUES_ALWAYS_REGISTERED_FROM: i64 = 109;
+pub(crate) const QUEUES_ALWAYS_REGISTERED_FROM: i64 = 109;
 
 /// The tables discovery looks at.
 const TABLES: [&str; 4] = [
@@ -136,14 +136,14 @@ const READ_COLUMNS: [(&str, &str); 17] = [
 /// not granted is an error naming the grant, not a silent switch to an older schema's
 /// behaviour.
 ///
-/// With the default [`ReadLimits`]; the scaler's refresh uses [`discover_within`] with the
+/// With the default `ReadLimits`; the scaler's refresh uses `discover_within` with the
 /// configured ones. `client` must not be in a transaction.
 pub async fn discover(client: &impl GenericClient, schema: &str) -> Result<Layout, DbosError> {
     discover_within(client, schema, &ReadLimits::default()).await
 }
 
 /// [`discover`] with the limits its read-only transactions set locally.
-pub async fn discover_within(
+pub(crate) async fn discover_within(
     client: &impl GenericClient,
     schema: &str,
     limits: &ReadLimits,
@@ -248,7 +248,7 @@ async fn migration_level(
 }
 
 /// Runs the counting statement once for `scopes` and maps its rows, with the default
-/// [`ReadLimits`]; the scaler's refresh uses [`read_within`] with the configured ones.
+/// `ReadLimits`; the scaler's refresh uses `read_within` with the configured ones.
 pub async fn read(
     client: &deadpool_postgres::Client,
     layout: &Layout,
@@ -259,7 +259,7 @@ pub async fn read(
 }
 
 /// The counting statement for `layout` and `scopes`, with the scopes' four arrays as its
-/// parameters (what [`read_within`] runs).
+/// parameters (what `read_within` runs).
 pub fn counting_statement(layout: &Layout, scopes: &[ScopeRequest]) -> String {
     let partition_scopes: Vec<usize> = scopes
         .iter()
@@ -273,7 +273,7 @@ pub fn counting_statement(layout: &Layout, scopes: &[ScopeRequest]) -> String {
 /// Runs the counting statement once for `scopes`, as a read-only transaction of its own with
 /// `limits` set locally (see [`database::read_only_query`]), and maps its rows. `client` must
 /// not be in a transaction.
-pub async fn read_within(
+pub(crate) async fn read_within(
     client: &impl GenericClient,
     layout: &Layout,
     scopes: &[ScopeRequest],

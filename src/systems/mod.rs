@@ -74,7 +74,7 @@ pub struct QueueConfig {
 
 impl QueueConfig {
     /// Whether partition limits apply to the queue's work.
-    pub fn is_partitioned(&self) -> bool {
+    pub(crate) fn is_partitioned(&self) -> bool {
         self.partition_concurrency.is_some() || self.partition_worker_concurrency.is_some()
     }
 }
@@ -115,7 +115,7 @@ pub struct Capabilities {
 
 /// One successful read of a source: its [`Reading`] and when it was taken.
 #[derive(Debug)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// What was read.
     pub reading: Reading,
     /// When the read finished.
@@ -140,7 +140,7 @@ pub struct Reading {
 impl Reading {
     /// Whether `queue` can be told apart from a misspelt or misplaced one: it has work, or
     /// the system registers every queue and has it.
-    pub fn knows_queue(&self, queue: &str) -> bool {
+    pub(crate) fn knows_queue(&self, queue: &str) -> bool {
         !self.capabilities.registration_required
             || self.queues.contains_key(queue)
             || self.groups.contains_key(queue)
@@ -158,19 +158,19 @@ impl Reading {
     }
 
     /// `queue`'s work in `scope`; `None` when the scope was not part of this read.
-    pub fn scoped(&self, scope: &Scope, queue: &str) -> Option<ScopedLoad> {
+    pub(crate) fn scoped(&self, scope: &Scope, queue: &str) -> Option<ScopedLoad> {
         let loads = self.scopes.get(scope)?;
         Some(loads.get(queue).copied().unwrap_or_default())
     }
 
     /// Whether this read computed `scope`, with its partitions when `partitions` is asked.
-    pub fn has_scope(&self, scope: &Scope, partitions: bool) -> bool {
+    pub(crate) fn has_scope(&self, scope: &Scope, partitions: bool) -> bool {
         self.scopes.contains_key(scope) && (!partitions || self.partitioned_scopes.contains(scope))
     }
 
     /// Whether a trigger with `scope` on `queues`, its limits applied, needs partitions
     /// counted: one of its queues is partitioned (as far as this read knows).
-    pub fn needs_partitions(&self, queues: &[String]) -> bool {
+    pub(crate) fn needs_partitions(&self, queues: &[String]) -> bool {
         queues.iter().any(|queue| {
             self.queues
                 .get(queue)
@@ -189,7 +189,7 @@ impl Reading {
 
     /// `queue`'s depth per application version (`None`: version-less), over every
     /// application.
-    pub fn depth_by_version(&self, queue: &str) -> HashMap<Option<&str>, u64> {
+    pub(crate) fn depth_by_version(&self, queue: &str) -> HashMap<Option<&str>, u64> {
         let mut depths: HashMap<Option<&str>, u64> = HashMap::new();
         for group in self.groups.get(queue).into_iter().flatten() {
             let depth = depths.entry(group.version.as_deref()).or_default();
@@ -200,7 +200,7 @@ impl Reading {
 
     /// Age, at read time, of `queue`'s oldest waiting work item over every application and
     /// version (milliseconds).
-    pub fn oldest_waiting_ms(&self, queue: &str) -> Option<u64> {
+    pub(crate) fn oldest_waiting_ms(&self, queue: &str) -> Option<u64> {
         self.groups
             .get(queue)
             .into_iter()

@@ -1,36 +1,36 @@
 //! The metadata keys this scaler reads, as KEDA sends them.
 
 /// One queue name.
-pub const QUEUE: &str = "queue";
+pub(crate) const QUEUE: &str = "queue";
 /// Comma-separated queue names.
-pub const QUEUES: &str = "queues";
+pub(crate) const QUEUES: &str = "queues";
 /// How several queues combine: `max` or `sum`.
-pub const AGGREGATE: &str = "aggregate";
+pub(crate) const AGGREGATE: &str = "aggregate";
 /// Which queue system's tables to read.
-pub const SYSTEM: &str = "system";
+pub(crate) const SYSTEM: &str = "system";
 /// A database from the scaler's configuration.
-pub const DATABASE: &str = "database";
+pub(crate) const DATABASE: &str = "database";
 /// A Postgres URL resolved by KEDA from the workload's environment.
-pub const CONNECTION_FROM_ENV: &str = "connectionFromEnv";
+pub(crate) const CONNECTION_FROM_ENV: &str = "connectionFromEnv";
 /// Schema of the system tables.
-pub const SCHEMA: &str = "schema";
+pub(crate) const SCHEMA: &str = "schema";
 /// Work items one replica runs at once.
-pub const WORKER_CONCURRENCY: &str = "workerConcurrency";
+pub(crate) const WORKER_CONCURRENCY: &str = "workerConcurrency";
 /// `replicas` or `depth`.
-pub const METRIC: &str = "metric";
+pub(crate) const METRIC: &str = "metric";
 /// Depth above which the trigger is active.
-pub const ACTIVATION_THRESHOLD: &str = "activationThreshold";
+pub(crate) const ACTIVATION_THRESHOLD: &str = "activationThreshold";
 /// DBOS application whose (and unclaimed) work counts.
-pub const APPLICATION_NAME: &str = "applicationName";
+pub(crate) const APPLICATION_NAME: &str = "applicationName";
 /// DBOS application version (or `latest`) whose work counts.
-pub const APPLICATION_VERSION: &str = "applicationVersion";
+pub(crate) const APPLICATION_VERSION: &str = "applicationVersion";
 /// The application version, resolved by KEDA from the workload's environment.
-pub const APPLICATION_VERSION_FROM_ENV: &str = "applicationVersionFromEnv";
+pub(crate) const APPLICATION_VERSION_FROM_ENV: &str = "applicationVersionFromEnv";
 /// `true`: a trigger without an application version is an error.
-pub const REQUIRE_APPLICATION_VERSION: &str = "requireApplicationVersion";
+pub(crate) const REQUIRE_APPLICATION_VERSION: &str = "requireApplicationVersion";
 /// `apply` or `ignore` DBOS's concurrency limits.
-pub const CONCURRENCY_LIMITS: &str = "concurrencyLimits";
+pub(crate) const CONCURRENCY_LIMITS: &str = "concurrencyLimits";
 /// Delayed work due within this window counts.
-pub const DELAYED_LOOKAHEAD: &str = "delayedLookahead";
+pub(crate) const DELAYED_LOOKAHEAD: &str = "delayedLookahead";
 /// The target age of the oldest waiting work item, with `metric: latency`.
-pub const TARGET_LATENCY: &str = "targetLatency";
+pub(crate) const TARGET_LATENCY: &str = "targetLatency";

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::connection_url::ConnectionUrl;
 use crate::error::Error;
 
-pub mod keys;
+pub(crate) mod keys;
 mod scope;
 mod values;
 
@@ -16,18 +16,18 @@ pub use scope::{Scope, VersionFilter};
 /// The most bytes (keys and values) of trigger metadata accepted: far more than any real
 /// trigger holds (a URL in `connectionFromEnv` is the longest value), far less than what
 /// would make parsing or quoting costly.
-pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 /// The longest `delayedLookahead` and `targetLatency`.
-pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 /// The shortest `targetLatency`: KEDA's HPA works in milli-units, and a target below a
 /// second would scale on noise.
-pub const MIN_TARGET_LATENCY: Duration = Duration::from_secs(1);
+pub(crate) const MIN_TARGET_LATENCY: Duration = Duration::from_secs(1);
 
 /// The name of the database used when a trigger names none.
-pub const DEFAULT_DATABASE: &str = "default";
+pub(crate) const DEFAULT_DATABASE: &str = "default";
 /// The DBOS system schema used when a trigger names none.
-pub const DEFAULT_SCHEMA: &str = "dbos";
+pub(crate) const DEFAULT_SCHEMA: &str = "dbos";
 
 /// Which queue system's tables a trigger reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -170,7 +170,7 @@ impl Trigger {
     }
     /// The name the trigger's database goes by in messages: its configured name, or
     /// `connectionFromEnv (host:port/db)`.
-    pub fn database_label(&self) -> String {
+    pub(crate) fn database_label(&self) -> String {
         match &self.connection {
             ConnectionRef::Named(name) => name.clone(),
             ConnectionRef::FromEnv(url) => format!("connectionFromEnv ({})", url.label()),
@@ -196,7 +196,7 @@ fn check_size(metadata: &HashMap<String, String>) -> Result<(), Error> {
 /// Whether `name` can name a database in the scaler's configuration. Lowercase only, because
 /// the configuration's environment variables (`PGQS_DATABASES__<NAME>__URL`) are
 /// case-insensitive.
-pub fn is_database_name(name: &str) -> bool {
+pub(crate) fn is_database_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
         && name
@@ -205,7 +205,7 @@ pub fn is_database_name(name: &str) -> bool {
 }
 
 /// Whether `name` is a plain Postgres identifier that is safe to put in SQL when quoted.
-pub fn is_identifier(name: &str) -> bool {
+pub(crate) fn is_identifier(name: &str) -> bool {
     let mut bytes = name.bytes();
     matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
         && name.len() <= 63
