@@ -114,7 +114,8 @@ async fn run(sizes: Sizes) {
     println!(
         "DBOS 3.4.0 schema, versions `v1` (a day old) and `v2` (an hour old, the latest) \
          registered for application `app`; {finished} finished workflows; {enqueued} ENQUEUED \
-         over {queues} queues, 200 PENDING, 100 DELAYED (half due, a quarter due in 50s, a quarter in 1h); \
+         over {queues} queues, 200 PENDING, 100 DELAYED (half due, a quarter due in 50s, a \
+         quarter in 1h); \
          queue `{PARTITIONED}` (`partition_concurrency` 1, `worker_concurrency` 10) with \
          {partitioned} ENQUEUED over {partitions} partition keys, {pending} PENDING (one in \
          each of the first {pending} partitions), 100 keyed DELAYED (as above). In-flight \
@@ -208,7 +209,8 @@ async fn run(sizes: Sizes) {
     );
 
     println!(
-        "## 1. The refresh statement ({} rounds, each statement once per round, after {WARM_UP} warm-up rounds)\n",
+        "## 1. The refresh statement ({} rounds, each statement once per round, after \
+         {WARM_UP} warm-up rounds)\n",
         sizes.repetitions
     );
     println!("| statement | median | p90 |\n| --- | --- | --- |");
@@ -224,7 +226,8 @@ async fn run(sizes: Sizes) {
     );
     if let Some((median, p90)) = before_time {
         println!(
-            "| previous build's statement (`PGQS_BENCH_BEFORE_STATEMENT`), same data and session | {} | {} |",
+            "| previous build's statement (`PGQS_BENCH_BEFORE_STATEMENT`), same data and \
+             session | {} | {} |",
             ms(median),
             ms(p90)
         );
@@ -244,7 +247,8 @@ async fn run(sizes: Sizes) {
 
     println!("What the four scopes see (first round):\n");
     println!(
-        "| scope | depth over the {} queues | `{PARTITIONED}`: depth | runnable (sum of per-partition caps) | busiest partition |\n| --- | --- | --- | --- | --- |",
+        "| scope | depth over the {} queues | `{PARTITIONED}`: depth | runnable (sum of \
+         per-partition caps) | busiest partition |\n| --- | --- | --- | --- | --- |",
         sizes.queues
     );
     for scope in &four_scopes {
@@ -358,11 +362,13 @@ async fn run(sizes: Sizes) {
     latencies.sort();
     let quantile = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q) as usize];
     println!(
-        "\n## 2. GetMetrics from snapshots, 200 concurrent triggers (four scopes, two queue kinds), {:.1}s\n",
+        "\n## 2. GetMetrics from snapshots, 200 concurrent triggers (four scopes, two queue \
+         kinds), {:.1}s\n",
         elapsed.as_secs_f64()
     );
     println!(
-        "| calls | calls/s | p50 | p99 | max | statements run by Postgres |\n| --- | --- | --- | --- | --- | --- |"
+        "| calls | calls/s | p50 | p99 | max | statements run by Postgres |\n\
+         | --- | --- | --- | --- | --- | --- |"
     );
     println!(
         "| {} | {:.0} | {} | {} | {} | {} |",

@@ -119,7 +119,8 @@ async fn run(streams: usize) {
     let per_stream = (with_streams.saturating_sub(idle) as f64 * 1024.0) / streams as f64;
     println!("## Streams and memory\n");
     println!(
-        "| streams | RSS idle | RSS with the streams open | per stream | all open and pushed in | process start to first GetMetricSpec |"
+        "| streams | RSS idle | RSS with the streams open | per stream | all open and pushed in \
+         | process start to first GetMetricSpec |"
     );
     println!("| --- | --- | --- | --- | --- | --- |");
     println!(

@@ -10,12 +10,12 @@ the API server would with strict field validation:
 CEL rules (x-kubernetes-validations) are not evaluated, except ScaledObject's
 minReplicaCount <= maxReplicaCount, which is checked by hand; the rest are counted and reported.
 
-For external / external-push triggers it also checks the trigger metadata against the
-pg-queue-scaler trigger contract (known keys, enum values, integer fields, durations, keys that
-need or exclude each other).
+For external / external-push triggers it also checks the trigger metadata: KEDA's own keys and
+what only the manifest shows here, and the scaler's keys by the scaler binary itself
+(`pg-queue-scaler --check-trigger`), so that the trigger rules are written once, in Rust.
 
 Usage:
-  validate_crd.py --crd-dir DIR [--ignore-other-kinds] FILE ...
+  validate_crd.py --crd-dir DIR --scaler BINARY [--ignore-other-kinds] FILE ...
 
 Prints one line per resource and exits 1 if any resource fails.
 """
@@ -27,6 +27,7 @@ import copy
 import glob
 import os
 import re
+import subprocess
 import sys
 
 import jsonschema
@@ -47,35 +48,18 @@ METADATA_SCHEMA = {
     },
 }
 
-# The trigger metadata contract of pg-queue-scaler (DESIGN.md, "Trigger metadata"), plus the
-# keys KEDA itself reads for external scalers.
+# Keys KEDA itself reads for external scalers; every other key is the scaler's to judge.
 KEDA_TRIGGER_KEYS = {"scalerAddress", "enableTLS", "unsafeSsl"}
-SCALER_TRIGGER_KEYS = {
-    "queue", "queues", "aggregate", "system", "database", "connectionFromEnv", "schema",
-    "workerConcurrency", "metric", "activationThreshold", "applicationName",
-    "applicationVersion", "applicationVersionFromEnv", "requireApplicationVersion",
-    "concurrencyLimits", "delayedLookahead", "targetLatency",
+KEDA_BOOLEANS = {"enableTLS", "unsafeSsl"}
+# Metadata keys naming an environment variable of the scaled container: KEDA sends the
+# variable's value under the same key, so the scaler is asked about a stand-in value.
+ENV_VAR_KEYS = {
+    "connectionFromEnv": "postgres://user@resolved-by-keda:5432/db",
+    "applicationVersionFromEnv": "resolved-by-keda",
 }
-ENUMS = {"aggregate": {"max", "sum"}, "system": {"dbos"}, "metric": {"replicas", "depth", "latency"},
-         "concurrencyLimits": {"apply", "ignore"}, "requireApplicationVersion": {"true", "false"},
-         "enableTLS": {"true", "false"}, "unsafeSsl": {"true", "false"}}
-POSITIVE_INTEGERS = {"workerConcurrency"}
-# Metadata keys naming an environment variable of the scaled container (KEDA resolves them).
-ENV_VAR_KEYS = {"connectionFromEnv", "applicationVersionFromEnv"}
-# Duration keys and their bounds in seconds (inclusive), as the scaler accepts them.
-DAY = 24 * 60 * 60
-DURATIONS = {"delayedLookahead": (0, DAY), "targetLatency": (1, DAY)}
-# Units of the duration syntax the scaler parses (Rust humantime), in seconds.
-DURATION_UNITS = {
-    "nsec": 1e-9, "ns": 1e-9, "usec": 1e-6, "us": 1e-6, "\u00b5s": 1e-6, "msec": 1e-3, "ms": 1e-3,
-    "seconds": 1, "second": 1, "sec": 1, "s": 1,
-    "minutes": 60, "minute": 60, "min": 60, "m": 60,
-    "hours": 3600, "hour": 3600, "hr": 3600, "h": 3600,
-    "days": DAY, "day": DAY, "d": DAY, "weeks": 7 * DAY, "week": 7 * DAY, "w": 7 * DAY,
-}
+UNREAD_PREFIX = "keys pg-queue-scaler does not read: "
 # CEL rules re-implemented below, per kind (KEDA v2.20: ScaledObject's min <= max replicas).
 HAND_CHECKED_CEL_RULES = {"ScaledObject": 1}
-NON_NEGATIVE_NUMBERS = {"activationThreshold"}
 
 
 def strict(schema: dict) -> dict:
@@ -151,80 +135,52 @@ def load_crds(crd_dir: str) -> dict:
     return crds
 
 
-def parse_duration(text: str) -> float | None:
-    """Seconds in a duration such as "90s", "1m30s" or "1h 30m"; None if it is not one."""
-    parts = re.findall(r"\s*([0-9]+)\s*([a-z\u00b5]+)", text.strip())
-    if not parts or re.sub(r"\s*[0-9]+\s*[a-z\u00b5]+", "", text.strip()):
-        return None
-    if any(unit not in DURATION_UNITS for _, unit in parts):
-        return None
-    return sum(int(number) * DURATION_UNITS[unit] for number, unit in parts)
+def scaler_verdict(scaler: str, metadata: dict) -> list[str]:
+    """The scaler binary's own judgement of trigger metadata (`--check-trigger`), so that its
+    rules are written once, in Rust: its error, and the keys it does not read."""
+    resolved = {key: ENV_VAR_KEYS.get(key, value) for key, value in metadata.items()}
+    args = [scaler] + [f"--check-trigger={key}={value}" for key, value in resolved.items()]
+    result = subprocess.run(args, capture_output=True, text=True, check=False)
+    problems = []
+    for line in result.stdout.splitlines():
+        if line.startswith(UNREAD_PREFIX):
+            unknown = [key for key in line[len(UNREAD_PREFIX):].split(", ") if key not in KEDA_TRIGGER_KEYS]
+            problems += [f"unknown metadata key {key!r}" for key in unknown]
+    if result.returncode != 0:
+        problems.append(result.stderr.strip().removeprefix("pg-queue-scaler: "))
+    return problems
 
 
-def check_trigger_metadata(trigger: dict) -> list[str]:
-    """Problems with an external/external-push trigger's metadata under pg-queue-scaler's contract."""
+def check_trigger_metadata(trigger: dict, scaler: str) -> list[str]:
+    """Problems with an external/external-push trigger: KEDA's keys and what only the manifest
+    shows (metricType, variable names) here; the scaler's keys by the scaler itself."""
     problems = []
     metadata = trigger.get("metadata") or {}
     if not metadata.get("scalerAddress"):
         problems.append("scalerAddress is required")
     elif "://" in metadata["scalerAddress"] or not re.match(r"^[^:]+:[0-9]+$", metadata["scalerAddress"]):
         problems.append(f"scalerAddress {metadata['scalerAddress']!r} must be host:port without a scheme")
-    for key in metadata:
-        if key not in KEDA_TRIGGER_KEYS | SCALER_TRIGGER_KEYS:
-            problems.append(f"unknown metadata key {key!r}")
-    if not (metadata.get("queue") or metadata.get("queues")):
-        problems.append("one of queue or queues is required")
-    if metadata.get("queue") and metadata.get("queues"):
-        problems.append("queue and queues are mutually exclusive")
-    if metadata.get("database") and metadata.get("connectionFromEnv"):
-        problems.append("database and connectionFromEnv are mutually exclusive")
-    for key, allowed in ENUMS.items():
-        if key in metadata and metadata[key] not in allowed:
-            problems.append(f"{key} must be one of {sorted(allowed)}, got {metadata[key]!r}")
-    for key in POSITIVE_INTEGERS:
-        if key in metadata and not re.match(r"^[1-9][0-9]*$", str(metadata[key])):
-            problems.append(f"{key} must be a positive integer, got {metadata[key]!r}")
-    for key in NON_NEGATIVE_NUMBERS:
-        if key in metadata and not re.match(r"^[0-9]+(\.[0-9]+)?$", str(metadata[key])):
-            problems.append(f"{key} must be a non-negative number, got {metadata[key]!r}")
-    if metadata.get("metric") == "depth" and "workerConcurrency" not in metadata:
-        problems.append("metric: depth needs workerConcurrency")
-    if "database" in metadata and not re.match(r"^[a-z0-9_]+$", metadata["database"]):
-        problems.append(f"database must match [a-z0-9_]+, got {metadata['database']!r}")
-    for key in sorted(ENV_VAR_KEYS & metadata.keys()):
+    for key in sorted(KEDA_BOOLEANS & metadata.keys()):
+        if metadata[key] not in ("true", "false"):
+            problems.append(f"{key} must be \"true\" or \"false\", got {metadata[key]!r}")
+    for key in sorted(ENV_VAR_KEYS.keys() & metadata.keys()):
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(metadata[key])):
             problems.append(f"{key} must name an environment variable, got {metadata[key]!r}")
-    for key, (low, high) in DURATIONS.items():
-        if key not in metadata:
-            continue
-        seconds = parse_duration(str(metadata[key]))
-        if seconds is None:
-            problems.append(f"{key} must be a duration like 90s, got {metadata[key]!r}")
-        elif not low <= seconds <= high:
-            bounds = "at most 24h" if low == 0 else f"from {low}s to 24h"
-            problems.append(f"{key} must be {bounds}, got {metadata[key]!r}")
-    if metadata.get("metric") == "latency" and "targetLatency" not in metadata:
-        problems.append("metric: latency needs targetLatency")
     if metadata.get("metric") == "latency" and trigger.get("metricType") != "Value":
         problems.append("metric: latency needs metricType: Value (the age of the oldest item is not shared by pods)")
-    if "targetLatency" in metadata and metadata.get("metric") != "latency":
-        problems.append("targetLatency is only used with metric: latency")
-    if "applicationVersion" in metadata and "applicationVersionFromEnv" in metadata:
-        problems.append("set either applicationVersion or applicationVersionFromEnv, not both")
-    if "applicationVersion" in metadata and not str(metadata["applicationVersion"]).strip():
-        problems.append("applicationVersion must be a version name or \"latest\"")
-    if metadata.get("requireApplicationVersion") == "true" and not (
-        "applicationVersion" in metadata or "applicationVersionFromEnv" in metadata
-    ):
-        problems.append("requireApplicationVersion: \"true\" needs applicationVersion or applicationVersionFromEnv")
     if trigger.get("metricType") == "Utilization":
         problems.append("metricType Utilization is not supported by external scalers")
+    # Non-string values are the schema's to report; the scaler only ever gets strings.
+    if all(isinstance(value, str) for value in metadata.values()):
+        problems += scaler_verdict(scaler, metadata)
     return problems
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--crd-dir", required=True)
+    parser.add_argument("--scaler", required=True,
+                        help="the pg-queue-scaler binary, which judges the trigger metadata (--check-trigger)")
     parser.add_argument("--ignore-other-kinds", action="store_true",
                         help="skip documents whose kind no CRD defines (instead of failing)")
     parser.add_argument("files", nargs="+")
@@ -257,7 +213,7 @@ def main() -> int:
                     problems.append("spec: minReplicaCount must be less than or equal to maxReplicaCount")
                 for index, trigger in enumerate((doc.get("spec") or {}).get("triggers") or []):
                     if trigger.get("type") in ("external", "external-push"):
-                        problems += [f"spec.triggers.{index}.metadata: {p}" for p in check_trigger_metadata(trigger)]
+                        problems += [f"spec.triggers.{index}.metadata: {p}" for p in check_trigger_metadata(trigger, args.scaler)]
             if problems:
                 failures += 1
                 for problem in problems:

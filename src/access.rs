@@ -66,7 +66,8 @@ impl AccessPolicy {
             ConnectionRef::FromEnv(url) => {
                 if !self.connection_from_env_enabled {
                     return Err(Error::PermissionDenied(format!(
-                        "{} is disabled on this scaler: use database with a name from the scaler's configuration",
+                        "{} is disabled on this scaler: use database with a name from the \
+                         scaler's configuration",
                         keys::CONNECTION_FROM_ENV
                     )));
                 }
@@ -76,7 +77,8 @@ impl AccessPolicy {
                     .is_some_and(|path| path.as_os_str() != "system")
                 {
                     return Err(Error::PermissionDenied(format!(
-                        "{} URLs may not name an sslrootcert file on the scaler: use sslrootcert=system, or a database from the scaler's configuration",
+                        "{} URLs may not name an sslrootcert file on the scaler: use \
+                         sslrootcert=system, or a database from the scaler's configuration",
                         keys::CONNECTION_FROM_ENV
                     )));
                 }

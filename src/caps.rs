@@ -77,7 +77,8 @@ impl CallCaps {
     pub(crate) fn call(&self) -> Result<OwnedSemaphorePermit, Error> {
         self.inner.calls.clone().try_acquire_owned().map_err(|_| {
             Error::Exhausted(format!(
-                "this scaler answers at most {} calls at once (max_concurrent_calls); try again shortly",
+                "this scaler answers at most {} calls at once (max_concurrent_calls); try again \
+                 shortly",
                 self.inner.settings.max_concurrent_calls
             ))
         })
@@ -90,7 +91,8 @@ impl CallCaps {
         let on_connection = by_connection.get(&peer).copied().unwrap_or(0);
         if on_connection >= settings.max_streams_per_connection {
             return Err(Error::Exhausted(format!(
-                "this connection holds {on_connection} streams, the most allowed (max_streams_per_connection)"
+                "this connection holds {on_connection} streams, the most allowed \
+                 (max_streams_per_connection)"
             )));
         }
         let open = self.inner.streams.load(Ordering::SeqCst);

@@ -289,7 +289,8 @@ mod tests {
     #[test]
     fn url_tls_parameters_are_taken_out_and_the_rest_is_kept() {
         let url = ConnectionUrl::parse(
-            "postgres://scaler:s3cret@db.example:6432/app_sys?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&connect_timeout=5",
+            "postgres://scaler:s3cret@db.example:6432/app_sys?sslmode=verify-full\
+             &sslrootcert=%2Fetc%2Fca.pem&connect_timeout=5",
         )
         .unwrap();
         assert_eq!(url.tls_mode(), TlsMode::VerifyFull);
@@ -312,7 +313,8 @@ mod tests {
     #[test]
     fn key_value_quoting_follows_libpq() {
         let url = ConnectionUrl::parse(
-            r"host = db  dbname=x user=u password='a  b\'c' sslmode = verify-ca sslrootcert='/etc/my ca.pem'",
+            "host = db  dbname=x user=u password='a  b\\'c' sslmode = verify-ca \
+             sslrootcert='/etc/my ca.pem'",
         )
         .unwrap();
         assert_eq!(url.tls_mode(), TlsMode::VerifyCa);

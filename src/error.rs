@@ -60,7 +60,10 @@ pub enum Error {
     /// A queue that the database cannot vouch for: no work, and no registration in a
     /// system that registers every queue.
     #[error(
-        "queue {queue} is not registered in schema {schema:?} of database {database:?} and has no work: check the queue name and the database (a connectionFromEnv variable that is empty in the workload is dropped by KEDA, and the trigger then reads database \"default\")"
+        "queue {queue} is not registered in schema {schema:?} of database {database:?} and has \
+         no work: check the queue name and the database (a connectionFromEnv variable that is \
+         empty in the workload is dropped by KEDA, and the trigger then reads database \
+         \"default\")"
     )]
     UnknownQueue {
         /// The queue name from the trigger, quoted and cut.
@@ -103,12 +106,15 @@ pub enum Error {
 pub enum WorkerConcurrencyError {
     /// A queue's worker concurrency is unknown.
     #[error(
-        "queue {0:?} has no worker_concurrency in the database: set workerConcurrency in the trigger metadata"
+        "queue {0:?} has no worker_concurrency in the database: set workerConcurrency in the \
+         trigger metadata"
     )]
     MissingWorkerConcurrency(String),
     /// `aggregate: sum` needs one concurrency for the shared pool, and the queues disagree.
     #[error(
-        "aggregate \"sum\" needs one worker concurrency for the shared pool, but the queues have different worker_concurrency values in the database: set workerConcurrency in the trigger metadata"
+        "aggregate \"sum\" needs one worker concurrency for the shared pool, but the queues \
+         have different worker_concurrency values in the database: set workerConcurrency in \
+         the trigger metadata"
     )]
     DifferingWorkerConcurrency,
 }
@@ -117,7 +123,8 @@ impl Error {
     /// The error for a database whose last successful read is older than allowed.
     pub(crate) fn stale(database: &str, age: Duration, bound: Duration) -> Self {
         Self::Unavailable(format!(
-            "queue depth of database {database:?} is stale: last successful read {}s ago (limit {}s)",
+            "queue depth of database {database:?} is stale: last successful read {}s ago \
+             (limit {}s)",
             age.as_secs(),
             bound.as_secs()
         ))

@@ -143,7 +143,8 @@ fn check_supported(trigger: &Trigger, reading: &Reading) -> Result<(), Error> {
 
 fn not_read_yet(trigger: &Trigger) -> Error {
     Error::Unavailable(format!(
-        "the work of this trigger's application, version and lookahead in database {:?} has not been read yet; try again shortly",
+        "the work of this trigger's application, version and lookahead in database {:?} has \
+         not been read yet; try again shortly",
         trigger.database_label()
     ))
 }

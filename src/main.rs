@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use pg_queue_scaler::config::{Flags, Settings};
+use pg_queue_scaler::trigger::{self, Trigger};
 use pg_queue_scaler::{Listeners, run, telemetry};
 
 /// BSD `EX_USAGE`: the configuration is wrong; restarting will not help.
@@ -14,6 +15,9 @@ const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
+    if !flags.check_trigger.is_empty() {
+        return check_trigger(&flags.check_trigger);
+    }
     let env: HashMap<String, String> = std::env::vars().collect();
     let settings = match Settings::load(&flags, &env) {
         Ok(settings) => settings,
@@ -43,6 +47,33 @@ fn main() -> ExitCode {
         Err(error) => {
             tracing::error!("{error:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--check-trigger`: the answer KEDA would get for this metadata's syntax, and the keys the
+/// scaler does not read (KEDA's own, or misspellings).
+fn check_trigger(pairs: &[String]) -> ExitCode {
+    let mut metadata = HashMap::new();
+    for pair in pairs {
+        let Some((key, value)) = pair.split_once('=') else {
+            eprintln!("pg-queue-scaler: --check-trigger takes KEY=VALUE, got {pair:?}");
+            return ExitCode::from(EXIT_CONFIG);
+        };
+        metadata.insert(key.to_owned(), value.to_owned());
+    }
+    let unread = trigger::unread_keys(&metadata);
+    if !unread.is_empty() {
+        println!("keys pg-queue-scaler does not read: {}", unread.join(", "));
+    }
+    match Trigger::parse(&metadata) {
+        Ok(_) => {
+            println!("trigger metadata is valid");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("pg-queue-scaler: invalid trigger metadata: {error}");
+            ExitCode::from(EXIT_CONFIG)
         }
     }
 }

@@ -67,6 +67,10 @@ pub struct Flags {
     /// Validate the configuration, print the result and exit (0 valid, 64 invalid); binds nothing.
     #[arg(long)]
     pub check_config: bool,
+    /// Validate trigger metadata as KEDA would send it (one KEY=VALUE per flag), print the
+    /// result and exit (0 valid, 64 invalid); reads no configuration and binds nothing.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub check_trigger: Vec<String>,
     /// Log format, text or json.
     #[arg(long, value_name = "FORMAT", help = with_default(
         "Log format, text or json (env: PGQS_LOG_FORMAT)",

@@ -262,7 +262,11 @@ async fn push_activity(
             }
             Err(error) if is_temporary(&error) => {}
             Err(error) => {
-                tracing::info!(kind = error.kind(), %error, "stream ended: the trigger cannot be answered");
+                tracing::info!(
+                    kind = error.kind(),
+                    %error,
+                    "stream ended: the trigger cannot be answered"
+                );
                 let _ = sender.send(Err(Status::from(error))).await;
                 break;
             }

@@ -198,7 +198,10 @@ impl Snapshots {
                 }
                 return Ok(source.clone());
             }
-            tracing::warn!(database = %source.label, "the refresh loop had ended; starting a new one");
+            tracing::warn!(
+                database = %source.label,
+                "the refresh loop had ended; starting a new one"
+            );
         }
         let url = self.resolve(&key.connection)?;
         let connections = self.reserve_source(sources.len())?;
@@ -231,7 +234,8 @@ impl Snapshots {
         let caps = &self.inner.caps;
         if in_use >= caps.max_sources {
             return Err(Error::Exhausted(format!(
-                "this scaler reads at most {} databases and schemas at once (max_sources); triggers on those in use keep working",
+                "this scaler reads at most {} databases and schemas at once (max_sources); \
+                 triggers on those in use keep working",
                 caps.max_sources
             )));
         }
@@ -243,7 +247,9 @@ impl Snapshots {
             .try_acquire_many_owned(pool_size)
             .map_err(|_| {
                 Error::Exhausted(format!(
-                    "this scaler holds at most {} database connections (max_database_connections), and the databases and schemas in use have reserved them; triggers on those keep working",
+                    "this scaler holds at most {} database connections \
+                     (max_database_connections), and the databases and schemas in use have \
+                     reserved them; triggers on those keep working",
                     caps.max_database_connections
                 ))
             })

@@ -61,7 +61,11 @@ pub(super) async fn run(
             () = crate::sync::until_set(&mut shutdown) => break,
         }
         if snapshots.retire_if_idle(&key, &source) {
-            tracing::info!(database = %source.label, schema = %key.schema, "stopped reading: no trigger used it lately");
+            tracing::info!(
+                database = %source.label,
+                schema = %key.schema,
+                "stopped reading: no trigger used it lately"
+            );
             break;
         }
         let started = Instant::now();
@@ -119,9 +123,16 @@ fn publish_outcome(
         match outcome {
             Ok(reading) => {
                 if let Some(failure) = state.failure.take() {
-                    tracing::info!(database = %label, previous_error = %failure, "reading queue depth again");
+                    tracing::info!(
+                        database = %label,
+                        previous_error = %failure,
+                        "reading queue depth again"
+                    );
                 }
-                state.last_good = Some(Arc::new(Snapshot { reading, read_at: Instant::now() }));
+                state.last_good = Some(Arc::new(Snapshot {
+                    reading,
+                    read_at: Instant::now(),
+                }));
             }
             Err(error) => {
                 if state.failure.is_none() {
@@ -204,16 +215,29 @@ fn log_discovery(layout: &Layout) {
         "discovered DBOS system schema"
     );
     if !layout.has_application_name {
-        tracing::info!(schema = %layout.schema, "rows record no owning application: applicationName filters nothing, all work counts");
+        tracing::info!(
+            schema = %layout.schema,
+            "rows record no owning application: applicationName filters nothing, all work counts"
+        );
     }
     if !layout.has_version_table {
-        tracing::info!(schema = %layout.schema, "no application_versions table: no version is registered, so every version is the latest and version-less work counts for each");
+        tracing::info!(
+            schema = %layout.schema,
+            "no application_versions table: no version is registered, so every version is the \
+             latest and version-less work counts for each"
+        );
     }
     if !layout.has_application_version {
-        tracing::info!(schema = %layout.schema, "rows record no application version: triggers with applicationVersion are refused");
+        tracing::info!(
+            schema = %layout.schema,
+            "rows record no application version: triggers with applicationVersion are refused"
+        );
     }
     if !layout.has_partition_limits {
-        tracing::info!(schema = %layout.schema, "queues record no partition limits: only the global concurrency caps the answer");
+        tracing::info!(
+            schema = %layout.schema,
+            "queues record no partition limits: only the global concurrency caps the answer"
+        );
     }
 }
 

@@ -28,12 +28,15 @@ use crate::trigger::Scope;
 pub enum DbosError {
     /// The schema has no `workflow_status` table.
     #[error(
-        "schema {0:?} has no workflow_status table (is it a DBOS system database, and may this role read it?)"
+        "schema {0:?} has no workflow_status table (is it a DBOS system database, and may this \
+         role read it?)"
     )]
     NotDbos(String),
     /// A column the count depends on exists but this role may not read it.
     #[error(
-        "this role may not read {schema}.{table}.{column}: GRANT SELECT ({column}) ON {schema}.{table} TO <the scaler's role> (re-run sql/dbos-read-only-role.sql after DBOS upgrades)"
+        "this role may not read {schema}.{table}.{column}: GRANT SELECT ({column}) ON \
+         {schema}.{table} TO <the scaler's role> (re-run sql/dbos-read-only-role.sql after DBOS \
+         upgrades)"
     )]
     NotGranted {
         /// The schema.

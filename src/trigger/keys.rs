@@ -34,3 +34,25 @@ pub(crate) const CONCURRENCY_LIMITS: &str = "concurrencyLimits";
 pub(crate) const DELAYED_LOOKAHEAD: &str = "delayedLookahead";
 /// The target age of the oldest waiting work item, with `metric: latency`.
 pub(crate) const TARGET_LATENCY: &str = "targetLatency";
+
+/// Every key above: what a trigger may set for this scaler. Other keys are KEDA's own (such
+/// as `scalerAddress`) or mistakes, and are ignored.
+pub(crate) const ALL: [&str; 17] = [
+    QUEUE,
+    QUEUES,
+    AGGREGATE,
+    SYSTEM,
+    DATABASE,
+    CONNECTION_FROM_ENV,
+    SCHEMA,
+    WORKER_CONCURRENCY,
+    METRIC,
+    ACTIVATION_THRESHOLD,
+    APPLICATION_NAME,
+    APPLICATION_VERSION,
+    APPLICATION_VERSION_FROM_ENV,
+    REQUIRE_APPLICATION_VERSION,
+    CONCURRENCY_LIMITS,
+    DELAYED_LOOKAHEAD,
+    TARGET_LATENCY,
+];

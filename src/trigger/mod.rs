@@ -178,6 +178,18 @@ impl Trigger {
     }
 }
 
+/// The keys of `metadata` this scaler does not read, sorted: KEDA's own (such as
+/// `scalerAddress`) and misspellings, which [`Trigger::parse`] ignores.
+pub fn unread_keys(metadata: &HashMap<String, String>) -> Vec<&str> {
+    let mut unread: Vec<&str> = metadata
+        .keys()
+        .map(String::as_str)
+        .filter(|key| !keys::ALL.contains(key))
+        .collect();
+    unread.sort_unstable();
+    unread
+}
+
 /// Refuses metadata larger than any trigger needs, before any other work.
 fn check_size(metadata: &HashMap<String, String>) -> Result<(), Error> {
     let bytes = metadata

@@ -63,7 +63,9 @@ pub(super) fn parse<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<Scope,
     )?;
     if required && version == VersionFilter::All {
         return Err(Error::MissingMetadata(
-            "no application version arrived: requireApplicationVersion is \"true\" but neither applicationVersion nor applicationVersionFromEnv is set (KEDA drops applicationVersionFromEnv when the workload's variable is empty or missing)",
+            "no application version arrived: requireApplicationVersion is \"true\" but neither \
+             applicationVersion nor applicationVersionFromEnv is set (KEDA drops \
+             applicationVersionFromEnv when the workload's variable is empty or missing)",
         ));
     }
     let lookahead = match get(keys::DELAYED_LOOKAHEAD) {

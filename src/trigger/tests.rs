@@ -215,3 +215,14 @@ fn identifiers_are_checked() {
     assert!(!is_identifier("\"dbos\""));
     assert!(!is_identifier(&"a".repeat(64)));
 }
+
+#[test]
+fn keys_the_scaler_does_not_read_are_listed_for_the_manifest_check() {
+    let pairs = metadata(&[
+        ("queue", "q"),
+        ("scalerAddress", "pg-queue-scaler:9090"),
+        ("queueName", "typo"),
+        ("delayedLookahead", "90s"),
+    ]);
+    assert_eq!(unread_keys(&pairs), vec!["queueName", "scalerAddress"]);
+}

@@ -65,7 +65,8 @@ pub(super) fn schema(value: Option<&str>) -> Result<String, Error> {
         Some(value) if is_identifier(value) => Ok(value.to_owned()),
         Some(other) => Err(invalid(
             keys::SCHEMA,
-            "must be a Postgres identifier (letters, digits, _ and $, not starting with a digit, at most 63 bytes)",
+            "must be a Postgres identifier (letters, digits, _ and $, not starting with a digit, \
+             at most 63 bytes)",
             other,
         )),
     }
@@ -86,7 +87,8 @@ pub(super) fn metric(
         (Some("latency"), _) => {
             let Some(value) = target_latency else {
                 return Err(Error::MissingMetadata(
-                    "targetLatency is required when metric is \"latency\" (it is the HPA target, a duration like 30s)",
+                    "targetLatency is required when metric is \"latency\" (it is the HPA target, \
+                     a duration like 30s)",
                 ));
             };
             match duration(value) {
@@ -156,17 +158,25 @@ pub(super) fn connection(
     from_env: Option<&str>,
 ) -> Result<ConnectionRef, Error> {
     match (database, from_env) {
-        (Some(_), Some(_)) => Err(Error::ConflictingMetadata(keys::DATABASE, keys::CONNECTION_FROM_ENV)),
-        (_, Some(url)) => ConnectionUrl::parse(url).map(ConnectionRef::FromEnv).map_err(|_| {
-            Error::InvalidSecretMetadata {
+        (Some(_), Some(_)) => Err(Error::ConflictingMetadata(
+            keys::DATABASE,
+            keys::CONNECTION_FROM_ENV,
+        )),
+        (_, Some(url)) => ConnectionUrl::parse(url)
+            .map(ConnectionRef::FromEnv)
+            .map_err(|_| Error::InvalidSecretMetadata {
                 key: keys::CONNECTION_FROM_ENV,
-                expected: "must resolve to a Postgres connection URL (postgres://user:password@host:port/dbname); the value is not shown because it may hold a password",
-            }
-        }),
-        (Some(name), None) if is_database_name(name.trim()) => Ok(ConnectionRef::Named(name.trim().to_owned())),
+                expected: "must resolve to a Postgres connection URL \
+                           (postgres://user:password@host:port/dbname); the value is not shown \
+                           because it may hold a password",
+            }),
+        (Some(name), None) if is_database_name(name.trim()) => {
+            Ok(ConnectionRef::Named(name.trim().to_owned()))
+        }
         (Some(other), None) => Err(invalid(
             keys::DATABASE,
-            "must be a database name from the scaler's configuration (lowercase letters, digits and _)",
+            "must be a database name from the scaler's configuration (lowercase letters, digits \
+             and _)",
             other,
         )),
         (None, None) => Ok(ConnectionRef::Named(DEFAULT_DATABASE.to_owned())),

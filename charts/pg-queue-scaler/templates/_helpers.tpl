@@ -127,8 +127,11 @@ Usage: include "pg-queue-scaler.durationMillis" (list "shutdownGracePeriod" .Val
 {{- end }}
 
 {{/*
-Checks values that the schema cannot express. Included once from the Deployment, so every
-render (install, upgrade, template, lint) stops with a clear message on a bad combination.
+Checks values that the schema cannot express and that concern the chart itself (Secrets, TLS
+sources, the pod's termination grace period). Rules between the scaler's own settings (such as
+staleAfter >= 2 x refreshInterval) are the binary's: it refuses them at start with exit code
+64, and `pg-queue-scaler --check-config` runs them on every rendered configuration in CI.
+Included once from the Deployment, so every render stops with a clear message.
 */}}
 {{- define "pg-queue-scaler.validateValues" -}}
 {{- $db := .Values.database }}
@@ -163,13 +166,5 @@ render (install, upgrade, template, lint) stops with a clear message on a bad co
 {{- $terminationMs := mul (int .Values.terminationGracePeriodSeconds) 1000 }}
 {{- if ge $graceMs $terminationMs }}
 {{- fail (printf "terminationGracePeriodSeconds (%d) must be greater than shutdownGracePeriod (%s), or the kubelet kills the scaler before it has drained" (int .Values.terminationGracePeriodSeconds) .Values.shutdownGracePeriod) }}
-{{- end }}
-{{- $refreshMs := include "pg-queue-scaler.durationMillis" (list "refreshInterval" .Values.refreshInterval) | atoi }}
-{{- $staleMs := include "pg-queue-scaler.durationMillis" (list "staleAfter" .Values.staleAfter) | atoi }}
-{{- if le $refreshMs 0 }}
-{{- fail "refreshInterval must be greater than zero" }}
-{{- end }}
-{{- if lt $staleMs (mul 2 $refreshMs) }}
-{{- fail (printf "staleAfter (%s) must be at least twice refreshInterval (%s), or one slow refresh makes the snapshot stale" .Values.staleAfter .Values.refreshInterval) }}
 {{- end }}
 {{- end }}

@@ -44,11 +44,14 @@ pub(super) fn partitions(
     let values = per_scope(&|i| format!("({i}::bigint, q.r{i}::bigint, q.b{i}::bigint)"));
     let ctes = vec![
         format!(
-            "partitioned AS (SELECT name, partition_concurrency AS per_partition FROM {schema}.queues \
-             WHERE partition_concurrency IS NOT NULL OR partition_worker_concurrency IS NOT NULL)"
+            "partitioned AS (SELECT name, partition_concurrency AS per_partition \
+             FROM {schema}.queues \
+             WHERE partition_concurrency IS NOT NULL \
+             OR partition_worker_concurrency IS NOT NULL)"
         ),
         format!(
-            "keyed AS (SELECT queue_name, queue_partition_key AS partition_key, {application} AS app, \
+            "keyed AS (SELECT queue_name, queue_partition_key AS partition_key, \
+             {application} AS app, \
              {version} AS ver, NULL::bigint AS due FROM {schema}.workflow_status \
              WHERE status IN ('ENQUEUED', 'PENDING') AND queue_partition_key IS NOT NULL \
              UNION ALL SELECT queue_name, partition_key, app, ver, due FROM delayed \
