@@ -69,23 +69,15 @@ pub(super) async fn run(
             break;
         }
         let started = Instant::now();
-        let outcome = match current_pool(&snapshots, &source) {
-            Ok(pool) => {
-                scopes_read = source.scopes.live(settings.idle_after);
-                let read = read_once(
-                    &pool,
-                    &limits,
-                    key.system,
-                    &key.schema,
-                    &mut layout,
-                    &scopes_read,
-                );
-                tokio::time::timeout(settings.read_timeout, read)
-                    .await
-                    .unwrap_or(Err(RefreshError::TimedOut(settings.read_timeout)))
-            }
-            Err(error) => Err(error),
+        scopes_read = source.scopes.live(settings.idle_after);
+        let read = async {
+            let pool = current_pool(&snapshots, &source)?;
+            let read = read_once(&pool, &limits, &key, &mut layout, &scopes_read);
+            tokio::time::timeout(settings.read_timeout, read)
+                .await
+                .unwrap_or(Err(RefreshError::TimedOut(settings.read_timeout)))
         };
+        let outcome = read.await;
         metrics.record_refresh(&source.metric_labels, started.elapsed(), outcome.is_ok());
         if outcome.is_err() {
             // The schema may have changed under us (a DBOS upgrade); look again next time.
@@ -148,15 +140,14 @@ fn publish_outcome(
 async fn read_once(
     pool: &deadpool_postgres::Pool,
     limits: &database::ReadLimits,
-    system: System,
-    schema: &str,
+    key: &SourceKey,
     layout: &mut Option<Layout>,
     scopes: &[ScopeRequest],
 ) -> Result<Reading, RefreshError> {
     let mut checkout = Checkout(Some(pool.get().await?));
     let client = checkout.0.as_ref().expect("just checked out");
-    let reading = match system {
-        System::Dbos => read_dbos(client, limits, schema, layout, scopes).await,
+    let reading = match key.system {
+        System::Dbos => read_dbos(client, limits, &key.schema, layout, scopes).await,
     };
     checkout.give_back();
     reading
