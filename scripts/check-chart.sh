@@ -140,13 +140,6 @@ notes_contain() { # notes_contain TEXT [helm args...]
 }
 deploy_in_sync() { bash scripts/render-deploy.sh --stdout >"$work/deploy.yaml" && diff -u deploy/pg-queue-scaler.yaml "$work/deploy.yaml"; }
 examples_address() { ! grep -h "scalerAddress:" examples/*.yaml | grep -v "scalerAddress: pg-queue-scaler.keda.svc.cluster.local:9090"; }
-dockerfile_runtime() {
-  grep -q "^FROM gcr.io/distroless/cc-debian12:nonroot" Dockerfile &&
-    grep -q "^USER 65532" Dockerfile &&
-    grep -q "^EXPOSE 9090 8080" Dockerfile &&
-    grep -qF 'ENTRYPOINT ["/usr/local/bin/pg-queue-scaler"]' Dockerfile
-}
-
 # --- chart: lint and values documentation -----------------------------------------------------
 
 section "lint"
@@ -379,8 +372,11 @@ docker_context_compiles() {
   (cd "$context" && CARGO_TARGET_DIR="$repo_root/target" cargo check --locked --quiet --bin pg-queue-scaler)
 }
 check "the Dockerfile's build context alone compiles the binary" docker_context_compiles
-check "Dockerfile runtime: distroless nonroot, USER 65532, EXPOSE 9090 8080" dockerfile_runtime
-check "Dockerfile builds with cargo build --release --locked" grep -q "cargo build --release --locked" Dockerfile
+check "Dockerfile: cargo build --release --locked; distroless nonroot, USER 65532, EXPOSE 9090 8080" \
+  "$py" scripts/check_dockerfile.py "$repo_root" --runtime
+mkdir -p "$work/docker-root" && sed -e 's/^USER 65532:65532/USER root/' Dockerfile >"$work/docker-root/Dockerfile"
+check_rejects "check_dockerfile.py --runtime refuses an image running as root" "runs as root" \
+  "$py" scripts/check_dockerfile.py "$work/docker-root" --runtime
 
 # --- summary ----------------------------------------------------------------------------------
 

@@ -10,13 +10,18 @@
   (cargo refuses a manifest whose declared targets are missing);
 * the binary the Dockerfile builds (--bin NAME) is a bin target of Cargo.toml.
 
-Usage: check_dockerfile.py [REPO_ROOT] [--print-sources]
+Usage: check_dockerfile.py [REPO_ROOT] [--print-sources | --runtime]
   --print-sources: print the build-context paths the build stage copies, one per line.
+  --runtime: check the image's contract instead, from the parsed instructions (so layout and
+             comments may change freely): a `cargo build` with --release and --locked, and a
+             final stage on distroless cc (nonroot) as user 65532, exposing 9090 and 8080, with
+             the binary as its exec-form ENTRYPOINT.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import re
 import shlex
@@ -91,11 +96,49 @@ def default_target_path(kind: str, name: str, root: str) -> str | None:
     return nested if os.path.exists(os.path.join(root, nested)) else single
 
 
+RUNTIME_BASE = "gcr.io/distroless/cc-debian12:nonroot"
+RUNTIME_USER = "65532"
+RUNTIME_PORTS = {"9090", "8080"}
+ENTRYPOINT = ["/usr/local/bin/pg-queue-scaler"]
+
+
+def runtime_problems(steps: list[tuple[str, str]]) -> list[str]:
+    """What the image's contract (see --runtime) finds wrong in the parsed instructions."""
+    problems = []
+    builds = [shlex.split(args) for word, args in steps if word == "RUN" and "cargo build" in args]
+    if not any({"--release", "--locked"} <= set(tokens) for tokens in builds):
+        problems.append("no RUN runs cargo build with --release and --locked")
+    starts = [i for i, (word, _) in enumerate(steps) if word == "FROM"]
+    final = steps[starts[-1]:] if starts else []
+    base = final[0][1].split()[0] if final else ""
+    if base != RUNTIME_BASE:
+        problems.append(f"the final stage is FROM {base or '(none)'}, not {RUNTIME_BASE}")
+    users = [args.split(":")[0] for word, args in final if word == "USER"]
+    if users[-1:] != [RUNTIME_USER]:
+        problems.append(f"the final stage runs as {users[-1] if users else 'root'}, not {RUNTIME_USER}")
+    exposed = {port.split("/")[0] for word, args in final if word == "EXPOSE" for port in args.split()}
+    if not RUNTIME_PORTS <= exposed:
+        problems.append(f"the final stage exposes {sorted(exposed)}, not {sorted(RUNTIME_PORTS)}")
+    entrypoints = [args for word, args in final if word == "ENTRYPOINT"]
+    try:
+        entrypoint = json.loads(entrypoints[-1]) if entrypoints else None
+    except json.JSONDecodeError:
+        entrypoint = None
+    if entrypoint != ENTRYPOINT:
+        problems.append(f"the ENTRYPOINT is not the exec form {json.dumps(ENTRYPOINT)}")
+    return problems
+
+
 def main() -> int:
     positional = [arg for arg in sys.argv[1:] if not arg.startswith("--")]
     root = os.path.abspath(positional[0] if positional else os.path.join(os.path.dirname(__file__), ".."))
     problems: list[str] = []
     steps = instructions(os.path.join(root, "Dockerfile"))
+    if "--runtime" in sys.argv:
+        problems = runtime_problems(steps)
+        for problem in problems:
+            print(f"FAIL Dockerfile: {problem}")
+        return 1 if problems else 0
     patterns = ignore_patterns(os.path.join(root, ".dockerignore"))
 
     copied: list[str] = []
