@@ -15,12 +15,21 @@ pub enum LogFormat {
 /// The filter used when `RUST_LOG` is unset: quiet dependencies, informative scaler.
 const DEFAULT_FILTER: &str = "warn,pg_queue_scaler=info";
 
+/// Why logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// `RUST_LOG` holds directives the filter cannot parse.
+    #[error("RUST_LOG: {0}")]
+    Filter(#[from] tracing_subscriber::filter::ParseError),
+    /// A global subscriber is already installed.
+    #[error("{0}")]
+    Installed(#[from] Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// Installs the global subscriber. Fails if `RUST_LOG` is malformed.
-pub fn init(format: LogFormat) -> Result<(), String> {
+pub fn init(format: LogFormat) -> Result<(), TelemetryError> {
     let filter = match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.is_empty() => {
-            EnvFilter::try_new(&directives).map_err(|error| format!("RUST_LOG: {error}"))?
-        }
+        Ok(directives) if !directives.is_empty() => EnvFilter::try_new(&directives)?,
         _ => EnvFilter::new(DEFAULT_FILTER),
     };
     let builder = tracing_subscriber::fmt()
@@ -34,5 +43,5 @@ pub fn init(format: LogFormat) -> Result<(), String> {
             .with_span_list(false)
             .try_init(),
     };
-    installed.map_err(|error| error.to_string())
+    Ok(installed?)
 }
