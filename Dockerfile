@@ -21,7 +21,7 @@ COPY proto/ proto/
 COPY src/ src/
 # Cargo refuses a manifest whose declared targets are missing, even to build another one;
 # the benchmarks are declared (they run without the test harness), so their sources come along.
-COPY benches/scaler.rs benches/streams.rs benches/
+COPY benches/scaler.rs benches/serving.rs benches/streams.rs benches/
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --release --locked --bin pg-queue-scaler \
