@@ -19,10 +19,10 @@ pub(crate) fn metric_name(trigger: &Trigger) -> String {
     )
 }
 
-/// Whether `requested` (from `GetMetrics`) names the metric of `trigger`. Case-insensitive,
+/// Whether `requested` (from `GetMetrics`) names the metric called `name`. Case-insensitive,
 /// because KEDA ≤ 2.11 passed the HPA's lower-cased name.
-pub(crate) fn matches(trigger: &Trigger, requested: &str) -> bool {
-    requested.eq_ignore_ascii_case(&metric_name(trigger))
+pub(crate) fn matches(name: &str, requested: &str) -> bool {
+    requested.eq_ignore_ascii_case(name)
 }
 
 /// Everything that makes two triggers' numbers differ. The URL of a `connectionFromEnv`
@@ -195,8 +195,8 @@ mod tests {
     #[test]
     fn matching_ignores_case() {
         let t = trigger(&[("queue", "q")]);
-        assert!(matches(&t, &metric_name(&t).to_uppercase()));
-        assert!(!matches(&t, "dbos-q-00000000"));
+        assert!(matches(&metric_name(&t), &metric_name(&t).to_uppercase()));
+        assert!(!matches(&metric_name(&t), "dbos-q-00000000"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub(crate) mod hygiene;
 pub(crate) mod scaler;
 pub(crate) mod status;
 pub(crate) mod tls;
+mod trigger_cache;
 
 /// Code generated from `proto/externalscaler.proto`: messages, server and client.
 #[allow(missing_docs, clippy::all)]

@@ -22,7 +22,8 @@ use crate::error::Error;
 use crate::evaluate::evaluate;
 use crate::grpc::hygiene::ConnectionInfo;
 use crate::grpc::status::{CallError, code_of};
-use crate::metric_name::{self, metric_name};
+use crate::grpc::trigger_cache::{Parsed, TriggerCache};
+use crate::metric_name;
 use crate::metrics::Metrics;
 use crate::quote::{Clipped, Quoted};
 use crate::snapshot::Snapshots;
@@ -34,6 +35,7 @@ const STREAM_BUFFER: usize = 4;
 /// The `ExternalScaler` implementation.
 #[derive(Clone)]
 pub(crate) struct ScalerService {
+    triggers: Arc<TriggerCache>,
     snapshots: Snapshots,
     access: AccessPolicy,
     caps: CallCaps,
@@ -52,6 +54,7 @@ impl ScalerService {
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Self {
+            triggers: Arc::default(),
             snapshots,
             access,
             caps,
@@ -60,11 +63,11 @@ impl ScalerService {
         }
     }
 
-    /// Parses the trigger and applies the access policy: the first step of every RPC.
-    fn trigger(&self, reference: &ScaledObjectRef) -> Result<Trigger, Error> {
-        let trigger = Trigger::parse(&reference.scaler_metadata)?;
-        self.access.check(&trigger, &reference.namespace)?;
-        Ok(trigger)
+    /// The parsed trigger, with the access policy applied: the first step of every RPC.
+    fn trigger(&self, reference: &ScaledObjectRef) -> Result<Arc<Parsed>, Error> {
+        let parsed = self.triggers.get(&reference.scaler_metadata)?;
+        self.access.check(&parsed.trigger, &reference.namespace)?;
+        Ok(parsed)
     }
 
     /// Runs one RPC inside a span that names the ScaledObject, logs a refusal and counts
@@ -113,10 +116,11 @@ impl ExternalScaler for ScalerService {
     ) -> Result<Response<IsActiveResponse>, Status> {
         let reference = request.into_inner();
         self.observe("IsActive", &reference, async {
-            let trigger = self.trigger(&reference)?;
-            let snapshot = self.snapshots.latest(&trigger).await?;
+            let parsed = self.trigger(&reference)?;
+            let trigger = &parsed.trigger;
+            let snapshot = self.snapshots.latest(trigger).await?;
             Ok(IsActiveResponse {
-                result: evaluate(&trigger, &snapshot)?.active,
+                result: evaluate(trigger, &snapshot)?.active,
             })
         })
         .await
@@ -131,7 +135,7 @@ impl ExternalScaler for ScalerService {
         let connection = request.extensions().get::<ConnectionInfo>().cloned();
         let reference = request.into_inner();
         self.observe("StreamIsActive", &reference, async {
-            let trigger = self.trigger(&reference)?;
+            let trigger = self.trigger(&reference)?.trigger.clone();
             let peer = connection.as_ref().and_then(|info| info.remote_addr);
             // The stream keeps its connection open past idle_timeout while it lasts.
             let slot = (
@@ -166,12 +170,12 @@ impl ExternalScaler for ScalerService {
         self.observe("GetMetricSpec", &reference, async {
             // From metadata and configuration alone: no database I/O, so the HPA can be
             // built (and KEDA's fallback can work) while Postgres is down.
-            let trigger = self.trigger(&reference)?;
-            self.snapshots.check_database(&trigger)?;
-            let target = trigger.metric.target();
+            let parsed = self.trigger(&reference)?;
+            self.snapshots.check_database(&parsed.trigger)?;
+            let target = parsed.trigger.metric.target();
             Ok(GetMetricSpecResponse {
                 metric_specs: vec![MetricSpec {
-                    metric_name: metric_name(&trigger),
+                    metric_name: parsed.metric_name.clone(),
                     // The integer is for KEDA before 2.17; rounded up, it is at least 1.
                     target_size: target.ceil() as i64,
                     target_size_float: target,
@@ -188,16 +192,17 @@ impl ExternalScaler for ScalerService {
         let request = request.into_inner();
         let reference = request.scaled_object_ref.unwrap_or_default();
         self.observe("GetMetrics", &reference, async {
-            let trigger = self.trigger(&reference)?;
-            if !metric_name::matches(&trigger, &request.metric_name) {
+            let parsed = self.trigger(&reference)?;
+            if !metric_name::matches(&parsed.metric_name, &request.metric_name) {
                 return Err(Error::UnknownMetric {
                     requested: Quoted::new(&request.metric_name),
-                    expected: metric_name(&trigger),
+                    expected: parsed.metric_name.clone(),
                 }
                 .into());
             }
-            let snapshot = self.snapshots.latest(&trigger).await?;
-            let value = evaluate(&trigger, &snapshot)?.metric_value(trigger.metric)?;
+            let trigger = &parsed.trigger;
+            let snapshot = self.snapshots.latest(trigger).await?;
+            let value = evaluate(trigger, &snapshot)?.metric_value(trigger.metric)?;
             Ok(GetMetricsResponse {
                 metric_values: vec![MetricValue {
                     metric_name: request.metric_name.clone(),
