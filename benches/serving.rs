@@ -12,7 +12,7 @@
 //! instead, as a smoke test that needs no `h2load`.
 //!
 //! `PGQS_BENCH_PERF=<file>`: the first `GetMetrics` run against the scaler is recorded with
-//! `perf record -g` into that file (build with `--profile profiling` for symbols).
+//! `perf record --call-graph dwarf` into that file (build with `--profile profiling` for symbols).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -368,7 +368,7 @@ fn record_once(target: &Target, method: &str) -> Option<Child> {
         return None;
     }
     let perf = Command::new("perf")
-        .args(["record", "-F", "999", "-g", "-o"])
+        .args(["record", "-F", "499", "--call-graph", "dwarf,16384", "-o"])
         .arg(path)
         .args(["-p", &target.process.0.id().to_string()])
         .stdout(Stdio::null())

@@ -18,7 +18,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::caps::CallCaps;
 use crate::config::Settings;
-use crate::grpc::hygiene::{Guarded, mark_call};
+use crate::grpc::hygiene::{Guarded, mark_call, no_delay};
 use crate::grpc::proto::FILE_DESCRIPTOR_SET;
 use crate::grpc::proto::external_scaler_server::ExternalScalerServer;
 use crate::grpc::scaler::ScalerService;
@@ -211,6 +211,7 @@ fn serve_grpc(
         None => {
             let incoming = TcpListenerStream::new(listener).map(move |accepted| {
                 accepted.map(|stream| {
+                    no_delay(&stream);
                     let peer = stream.peer_addr().ok();
                     Guarded::new(stream, peer, hygiene, metrics.clone())
                 })

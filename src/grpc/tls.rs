@@ -24,6 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::grpc::hygiene::no_delay;
 use crate::sync::{self, until_set};
 
 /// How long a client may take to finish the TLS handshake.
@@ -162,6 +163,7 @@ impl ReloadingTls {
                         continue;
                     }
                 };
+                no_delay(&tcp);
                 let acceptor = acceptor.clone();
                 let sender = sender.clone();
                 tokio::spawn(async move {
