@@ -38,6 +38,8 @@ const CALLS: u64 = 200_000;
 const CONNECTIONS: u64 = 4;
 const STREAMS: u64 = 64;
 const ROUNDS: usize = 3;
+/// Connections for the paced runs at half rate, one call in flight on each.
+const PACED_CONNECTIONS: u64 = 64;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -466,8 +468,8 @@ async fn compare(method: &str, body: &Path, targets: [&Target; 2], dir: &Path) -
     medians[1]
 }
 
-/// Latency of both servers at half the baseline's saturation rate, spread over the
-/// connections, for ten seconds each.
+/// Latency of both servers at half the baseline's saturation rate, for ten seconds each:
+/// `PACED_CONNECTIONS` connections, each sending one call at a time at its share of the rate.
 async fn half_rate_latency(
     method: &str,
     body: &Path,
@@ -476,14 +478,19 @@ async fn half_rate_latency(
     dir: &Path,
 ) {
     let rate = (baseline_rate / 2.0).round() as u64;
-    let per_connection = (rate / CONNECTIONS).max(1);
+    // One call at a time per connection, paced: the latency of a call, not of a queue of
+    // calls waiting in the client.
+    let per_connection = (rate / PACED_CONNECTIONS).max(1);
     let extra = [
-        format!("-n{}", per_connection * CONNECTIONS * 10),
-        format!("-c{CONNECTIONS}"),
-        format!("-m{STREAMS}"),
+        format!("-n{}", per_connection * PACED_CONNECTIONS * 10),
+        format!("-c{PACED_CONNECTIONS}"),
+        "-m1".to_owned(),
         format!("--rps={per_connection}"),
     ];
-    println!("### {method} at half the baseline's rate ({rate} calls/s)\n");
+    println!(
+        "### {method} at half the baseline's rate ({rate} calls/s, {PACED_CONNECTIONS} \
+         connections, one call in flight on each)\n"
+    );
     println!("| server | calls/s | p50 | p90 | p99 |");
     println!("| --- | --- | --- | --- | --- |");
     for target in targets {
