@@ -54,13 +54,15 @@ struct Entries {
 #[derive(Default)]
 pub(crate) struct TriggerCache {
     entries: RwLock<Entries>,
+    /// Seeded per process, so that nobody can prepare maps that share a fingerprint.
+    hasher: foldhash::fast::RandomState,
 }
 
 impl TriggerCache {
     /// The parsed trigger for `metadata`, from the cache or parsed now (and kept if valid;
     /// errors are not kept, so a bad map costs what it did before).
     pub(crate) fn get(&self, metadata: &HashMap<String, String>) -> Result<Arc<Parsed>, Error> {
-        let fingerprint = fingerprint(metadata);
+        let fingerprint = self.fingerprint(metadata);
         if let Some(parsed) = self.find(fingerprint, metadata) {
             return Ok(parsed);
         }
@@ -71,6 +73,15 @@ impl TriggerCache {
         });
         self.keep(fingerprint, metadata, parsed.clone());
         Ok(parsed)
+    }
+
+    /// A hash of the map that does not depend on its iteration order: the sum of its
+    /// pairs' hashes. Collisions only cost a comparison; `Entry::holds` decides.
+    fn fingerprint(&self, metadata: &HashMap<String, String>) -> u64 {
+        metadata
+            .iter()
+            .map(|pair| self.hasher.hash_one(pair))
+            .fold(0u64, u64::wrapping_add)
     }
 
     fn find(&self, fingerprint: u64, metadata: &HashMap<String, String>) -> Option<Arc<Parsed>> {
@@ -111,16 +122,6 @@ impl TriggerCache {
         entries.count += 1;
         entries.bytes += bytes;
     }
-}
-
-/// A hash of the map that does not depend on its iteration order: the sum of its pairs'
-/// hashes. Collisions only cost a comparison; `Entry::holds` decides.
-fn fingerprint(metadata: &HashMap<String, String>) -> u64 {
-    let state = foldhash::fast::FixedState::with_seed(0x7067_7173);
-    metadata
-        .iter()
-        .map(|pair| state.hash_one(pair))
-        .fold(0u64, u64::wrapping_add)
 }
 
 #[cfg(test)]
