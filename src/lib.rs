@@ -17,12 +17,14 @@
 //!    schema discovery and the counting statement; `snapshot` runs one refresh loop per
 //!    database in use and keeps its latest reading; `evaluate` judges a trigger against a
 //!    reading; `metrics` defines the Prometheus metrics.
-//! 3. **Servers**: [`grpc`] serves the `ExternalScaler` service (plain or TLS with
-//!    reloading certificates) and maps errors to status codes in one place; `http` serves
-//!    `/metrics`, `/healthz` and `/readyz`.
+//! 3. **Servers**: [`grpc`] serves the `ExternalScaler` service and the scaler's own
+//!    `Inspection` service (which explains every answer from the same evaluation), plain or
+//!    TLS with reloading certificates, and maps errors to status codes in one place; `http`
+//!    serves `/metrics`, `/healthz` and `/readyz`.
 //! 4. **Assembly**: [`config`] reads the settings layers and builds each module's settings;
 //!    [`telemetry`] sets up logging; `server` provides [`run`], which wires everything to
-//!    bound listeners and a shutdown signal.
+//!    bound listeners and a shutdown signal; [`inspect`] is `pg-queue-scaler inspect`, the
+//!    inspection from a terminal.
 //!
 //! The library exposes what the binary, the tests and the benchmarks use, nothing more.
 
@@ -36,6 +38,7 @@ mod error;
 mod evaluate;
 pub mod grpc;
 mod http;
+pub mod inspect;
 mod metric_name;
 mod metrics;
 mod quote;

@@ -6,12 +6,15 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use pg_queue_scaler::config::{Flags, Settings};
+use pg_queue_scaler::config::{Command, Flags, Settings};
+use pg_queue_scaler::inspect::{self, InspectArgs, Verdict};
 use pg_queue_scaler::trigger::{self, Trigger};
 use pg_queue_scaler::{Listeners, run, telemetry};
 
 /// BSD `EX_USAGE`: the configuration is wrong; restarting will not help.
 const EXIT_CONFIG: u8 = 64;
+/// BSD `EX_UNAVAILABLE`: a database could not be read.
+const EXIT_UNAVAILABLE: u8 = 69;
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
@@ -19,6 +22,9 @@ fn main() -> ExitCode {
         return check_trigger(&flags.check_trigger);
     }
     let env: HashMap<String, String> = std::env::vars().collect();
+    if let Some(Command::Inspect(args)) = &flags.command {
+        return inspect(flags.clone(), args, &env);
+    }
     let settings = match Settings::load(&flags, &env) {
         Ok(settings) => settings,
         Err(error) => {
@@ -54,14 +60,13 @@ fn main() -> ExitCode {
 /// `--check-trigger`: the answer KEDA would get for this metadata's syntax, and the keys the
 /// scaler does not read (KEDA's own, or misspellings).
 fn check_trigger(pairs: &[String]) -> ExitCode {
-    let mut metadata = HashMap::new();
-    for pair in pairs {
-        let Some((key, value)) = pair.split_once('=') else {
-            eprintln!("pg-queue-scaler: --check-trigger takes KEY=VALUE, got {pair:?}");
+    let metadata = match inspect::metadata_from_pairs(pairs) {
+        Ok(metadata) => metadata,
+        Err(problem) => {
+            eprintln!("pg-queue-scaler: --check-trigger: {problem}");
             return ExitCode::from(EXIT_CONFIG);
-        };
-        metadata.insert(key.to_owned(), value.to_owned());
-    }
+        }
+    };
     let unread = trigger::unread_keys(&metadata);
     if !unread.is_empty() {
         println!("keys pg-queue-scaler does not read: {}", unread.join(", "));
@@ -75,6 +80,51 @@ fn check_trigger(pairs: &[String]) -> ExitCode {
             eprintln!("pg-queue-scaler: invalid trigger metadata: {error}");
             ExitCode::from(EXIT_CONFIG)
         }
+    }
+}
+
+/// `inspect`: reads with the same settings as the server and prints what the Inspection
+/// service would answer.
+fn inspect(mut flags: Flags, args: &InspectArgs, env: &HashMap<String, String>) -> ExitCode {
+    if let Some(variable) = &args.database_url_from_env {
+        match env.get(variable).filter(|url| !url.is_empty()) {
+            Some(url) => flags.database_url = Some(url.clone()),
+            None => {
+                eprintln!(
+                    "pg-queue-scaler inspect: the environment variable {variable} is not set"
+                );
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        }
+    }
+    let settings = match Settings::load(&flags, env) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("pg-queue-scaler: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("pg-queue-scaler: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let interrupted = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let verdict = runtime.block_on(inspect::run(
+        settings,
+        args,
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+        interrupted,
+    ));
+    match verdict {
+        Verdict::Ok => ExitCode::SUCCESS,
+        Verdict::BadInput => ExitCode::from(EXIT_CONFIG),
+        Verdict::Unreachable => ExitCode::from(EXIT_UNAVAILABLE),
     }
 }
 

@@ -19,6 +19,8 @@ use tonic_health::server::HealthReporter;
 use crate::caps::CallCaps;
 use crate::config::Settings;
 use crate::grpc::hygiene::{Guarded, mark_call, no_delay};
+use crate::grpc::inspection::InspectionService;
+use crate::grpc::pgqueuescaler::v1::inspection_server::InspectionServer;
 use crate::grpc::proto::FILE_DESCRIPTOR_SET;
 use crate::grpc::proto::external_scaler_server::ExternalScalerServer;
 use crate::grpc::scaler::ScalerService;
@@ -151,7 +153,7 @@ async fn serving_health() -> (HealthReporter, HealthServer<impl Health>) {
     (health, health_service)
 }
 
-/// KEDA's service, health and reflection behind one HTTP/2 server, each call marked for
+/// KEDA's service, inspection, health and reflection behind one HTTP/2 server, each call marked for
 /// the connection's idle timer.
 fn grpc_router(
     settings: &Settings,
@@ -181,6 +183,10 @@ fn grpc_router(
         .add_service(InterceptedService::new(health_service, mark_call))
         .add_service(InterceptedService::new(reflection_v1, mark_call))
         .add_service(InterceptedService::new(reflection_v1alpha, mark_call))
+        .add_service(InspectionServer::with_interceptor(
+            InspectionService::new(scaler.clone()),
+            mark_call,
+        ))
         .add_service(ExternalScalerServer::with_interceptor(scaler, mark_call)))
 }
 

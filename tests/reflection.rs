@@ -12,8 +12,9 @@ use common::{TestScaler, python};
 /// Proves that a stock reflection client, the kind `grpcurl list` and `grpcurl describe`
 /// are, can find and fully describe every service the scaler serves over
 /// `grpc.reflection.v1`: it lists exactly KEDA's `externalscaler.ExternalScaler`, the
-/// standard `grpc.health.v1.Health` and the reflection service itself; every method of
-/// each resolves to its input and output message types with the right streaming flags;
+/// scaler's own `pgqueuescaler.v1.Inspection`, the standard `grpc.health.v1.Health` and the
+/// reflection service itself; every method of each resolves to its input and output message
+/// types with the right streaming flags;
 /// and every message reachable from them, map entries included, resolves with exactly
 /// its declared fields (so KEDA's `*Float` fields and `scalerMetadata` are visible).
 /// It also pins which reflection versions are served: v1 for current clients and v1alpha
@@ -68,6 +69,7 @@ async fn a_python_reflection_client_describes_every_service() {
             "service grpc.health.v1.Health",
             "service grpc.reflection.v1.ServerReflection",
             "service grpc.reflection.v1alpha.ServerReflection",
+            "service pgqueuescaler.v1.Inspection",
         ],
         "listed services\n{stdout}"
     );
@@ -147,6 +149,20 @@ async fn a_python_reflection_client_describes_every_service() {
             "grpc.reflection.v1alpha.ServerReflectionResponse",
             [true, true],
         ),
+        method(
+            "pgqueuescaler.v1.Inspection",
+            "Explain",
+            reference,
+            "pgqueuescaler.v1.Explanation",
+            unary,
+        ),
+        method(
+            "pgqueuescaler.v1.Inspection",
+            "ListQueues",
+            "pgqueuescaler.v1.ListQueuesRequest",
+            "pgqueuescaler.v1.ListQueuesResponse",
+            unary,
+        ),
     ];
     assert_eq!(
         of_kind("method "),
@@ -174,6 +190,29 @@ async fn a_python_reflection_client_describes_every_service() {
             "message externalscaler.ScaledObjectRef.ScalerMetadataEntry key,value",
             "message grpc.health.v1.HealthCheckRequest service",
             "message grpc.health.v1.HealthCheckResponse status",
+            "message pgqueuescaler.v1.Answers \
+             metric_name,target,active,active_error,metric_value,metric_error",
+            "message pgqueuescaler.v1.Counts enqueued,pending,delayed_due,depth",
+            "message pgqueuescaler.v1.Explanation \
+             source,snapshot,trigger,queues,totals,answers,steps",
+            "message pgqueuescaler.v1.ListQueuesRequest namespace,database,schema,queue",
+            "message pgqueuescaler.v1.ListQueuesResponse sources",
+            "message pgqueuescaler.v1.Queue \
+             name,config,counts,groups,oldest_waiting_seconds,desired_replicas",
+            "message pgqueuescaler.v1.QueueConfig application,worker_concurrency,concurrency,\
+             partition_concurrency,partition_worker_concurrency",
+            "message pgqueuescaler.v1.QueueStep name,counts,config,limits_applied,runnable,\
+             partition_workers,worker_concurrency,worker_concurrency_from,replicas,\
+             oldest_waiting_seconds",
+            "message pgqueuescaler.v1.Refusal code,message",
+            "message pgqueuescaler.v1.Snapshot read,age_seconds,attempts,last_error",
+            "message pgqueuescaler.v1.Source database,schema,system,migration,records,lacks",
+            "message pgqueuescaler.v1.SourceQueues source,snapshot,queues",
+            "message pgqueuescaler.v1.Totals depth,runnable,replicas,oldest_waiting_seconds",
+            "message pgqueuescaler.v1.Trigger queues,aggregate,metric,activation_threshold,\
+             application,application_version,delayed_lookahead_seconds,concurrency_limits,\
+             worker_concurrency",
+            "message pgqueuescaler.v1.WorkGroup application,version,counts,oldest_waiting_seconds",
         ],
         "resolved messages\n{stdout}"
     );

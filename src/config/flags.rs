@@ -19,8 +19,11 @@ fn with_default(help: &str, default: &str) -> String {
     about = "KEDA external scaler for Postgres-backed job queues (DBOS)"
 )]
 pub struct Flags {
+    /// What to do instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// YAML configuration file (env: PGQS_CONFIG).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
     /// gRPC listen address.
     #[arg(long, value_name = "ADDR", help = with_default(
@@ -35,7 +38,7 @@ pub struct Flags {
     ))]
     pub http_listen: Option<String>,
     /// URL of the `default` database (env: PGQS_DATABASE_URL, then DBOS_SYSTEM_DATABASE_URL).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", global = true)]
     pub database_url: Option<String>,
     /// Time between two reads of a database in use.
     #[arg(long, value_name = "DURATION", help = with_default(
@@ -77,6 +80,16 @@ pub struct Flags {
         defaults::LOG_FORMAT,
     ))]
     pub log_format: Option<String>,
+}
+
+/// What the binary can do besides serving.
+#[derive(Clone, clap::Subcommand)]
+pub enum Command {
+    /// Print the queues of every configured database, or explain one trigger, as the
+    /// Inspection service would; reads once (or again every refresh interval with --watch)
+    /// and serves nothing. Exit codes: 0 answered, 64 bad configuration or trigger, 69 a
+    /// database could not be read.
+    Inspect(crate::inspect::InspectArgs),
 }
 
 impl Flags {

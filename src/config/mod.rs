@@ -17,7 +17,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use flags::Flags;
+pub use flags::{Command, Flags};
 use values::{Problems, defaults};
 
 use crate::access::AccessPolicy;

@@ -63,8 +63,18 @@ impl ScalerService {
         }
     }
 
+    /// The snapshots answers come from.
+    pub(super) fn snapshots(&self) -> &Snapshots {
+        &self.snapshots
+    }
+
+    /// The access rules calls are held to.
+    pub(super) fn access(&self) -> &AccessPolicy {
+        &self.access
+    }
+
     /// The parsed trigger, with the access policy applied: the first step of every RPC.
-    fn trigger(&self, reference: &ScaledObjectRef) -> Result<Arc<Parsed>, Error> {
+    pub(super) fn trigger(&self, reference: &ScaledObjectRef) -> Result<Arc<Parsed>, Error> {
         let parsed = self.triggers.get(&reference.scaler_metadata)?;
         self.access.check(&parsed.trigger, &reference.namespace)?;
         Ok(parsed)
@@ -74,7 +84,7 @@ impl ScalerService {
     /// by method and status code. The span around the call is at debug level: at the
     /// default level only refusals are logged, and they carry the same fields themselves,
     /// so the span is not built (and its fields not formatted) for every call.
-    async fn observe<T>(
+    pub(super) async fn observe<T>(
         &self,
         method: &'static str,
         reference: &ScaledObjectRef,

@@ -1,6 +1,5 @@
 //! The per-queue gauges, rebuilt on every scrape from the latest reading of each source.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -9,7 +8,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::{About, FloatGauge, SourceLabels, registered};
-use crate::decide::desired_replicas;
 use crate::systems::Reading;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -110,8 +108,7 @@ impl QueueGauges {
 
     /// Sets the gauges of every queue `reading` knows, read `since_read` ago.
     pub(super) fn set_all(&self, source: &SourceLabels, reading: &Reading, since_read: Duration) {
-        let queues: HashSet<&String> = reading.groups.keys().chain(reading.queues.keys()).collect();
-        for queue in queues {
+        for queue in reading.queue_names() {
             self.set(source, queue, reading, since_read);
         }
     }
@@ -135,14 +132,10 @@ impl QueueGauges {
             .get_or_create(&labels)
             .set(gauge(counts.delayed_due));
         self.depth.get_or_create(&labels).set(gauge(counts.depth()));
-        let concurrency = reading
-            .queues
-            .get(queue)
-            .and_then(|registered| registered.config.worker_concurrency);
-        if let Some(concurrency) = concurrency {
+        if let Some(replicas) = reading.desired_replicas(queue) {
             self.desired_replicas
                 .get_or_create(&labels)
-                .set(gauge(desired_replicas(counts.depth(), concurrency)));
+                .set(gauge(replicas));
         }
         let oldest = reading.oldest_waiting_ms(queue).map_or(0.0, |ms| {
             (Duration::from_millis(ms) + since_read).as_secs_f64()

@@ -25,7 +25,7 @@ use crate::error::Error;
 use crate::metrics::{Metrics, SourceLabels, SourceOverview};
 use crate::sync::lock;
 pub(crate) use crate::systems::Snapshot;
-use crate::trigger::{ConnectionRef, Trigger};
+use crate::trigger::{ConnectionRef, System, Trigger};
 
 pub(crate) use refresh::RefreshError;
 use scopes::ScopeRegistry;
@@ -46,6 +46,26 @@ pub(crate) struct RefreshSettings {
     pub first_read_timeout: Duration,
     /// Upper bound for one read, connection included.
     pub read_timeout: Duration,
+}
+
+/// A source's state next to the verdict a request for one trigger gets from it.
+#[derive(Debug)]
+pub(crate) struct Observed {
+    /// What the refresh loop last published.
+    pub state: SourceState,
+    /// The snapshot a request is served, or why it is refused.
+    pub verdict: Result<Arc<Snapshot>, Error>,
+}
+
+/// A source in use, as [`Snapshots::in_use`] lists it.
+#[derive(Debug)]
+pub(crate) struct SourceView {
+    /// Which database and schema.
+    pub key: SourceKey,
+    /// The database's label (its configured name, or a URL's host and database).
+    pub label: String,
+    /// What its refresh loop last published.
+    pub state: SourceState,
 }
 
 /// The registry of sources; cheap to clone.
@@ -109,8 +129,26 @@ impl Snapshots {
 
     /// The fresh snapshot for `trigger`'s source, waiting briefly for the first read of a
     /// source that was not in use. Errors rather than inventing a number.
-    /// A trigger whose scope the source did not compute yet waits for the read that does.
     pub(crate) async fn latest(&self, trigger: &Trigger) -> Result<Arc<Snapshot>, Error> {
+        let (source, state) = self.settled(trigger).await?;
+        judge(&state, &source.label, self.inner.refresh.stale_after)
+    }
+
+    /// What [`Snapshots::latest`] sees, kept whole for an explanation: the source's state
+    /// (its failure and its last good read, even a stale one) next to the verdict a request
+    /// gets from it.
+    pub(crate) async fn observe(&self, trigger: &Trigger) -> Result<Observed, Error> {
+        let (source, state) = self.settled(trigger).await?;
+        Ok(Observed {
+            verdict: judge(&state, &source.label, self.inner.refresh.stale_after),
+            state,
+        })
+    }
+
+    /// The state of `trigger`'s source once it settles the trigger, or at the first-read
+    /// deadline. A trigger whose scope the source did not compute yet waits for the read
+    /// that does.
+    async fn settled(&self, trigger: &Trigger) -> Result<(Arc<Source>, SourceState), Error> {
         let source = self.source(trigger)?;
         let mut state = source.state.clone();
         let deadline = tokio::time::Instant::now() + self.inner.refresh.first_read_timeout;
@@ -131,7 +169,41 @@ impl Snapshots {
                     .await;
         }
         let current = state.borrow().clone();
-        judge(&current, &source.label, self.inner.refresh.stale_after)
+        Ok((source, current))
+    }
+
+    /// Reads the configured database `name`'s `schema` (keeping it read, like a trigger's
+    /// call) and returns its state once a read was attempted, or at the first-read deadline.
+    /// Only the whole queues are counted: no trigger scope is asked for.
+    pub(crate) async fn read_named(&self, name: &str, schema: &str) -> Result<SourceView, Error> {
+        let key = SourceKey {
+            connection: ConnectionRef::Named(name.to_owned()),
+            system: System::Dbos,
+            schema: schema.to_owned(),
+        };
+        let source = self.held(key.clone(), || name.to_owned(), false)?;
+        let mut state = source.state.clone();
+        let deadline = tokio::time::Instant::now() + self.inner.refresh.first_read_timeout;
+        let _ = tokio::time::timeout_at(deadline, state.wait_for(|state| state.attempts > 0)).await;
+        let state = state.borrow().clone();
+        Ok(SourceView {
+            key,
+            label: source.label.clone(),
+            state,
+        })
+    }
+
+    /// Every source being read and its state now, without marking any as used.
+    pub(crate) fn in_use(&self) -> Vec<SourceView> {
+        self.inner
+            .sources()
+            .iter()
+            .map(|(key, source)| SourceView {
+                key: key.clone(),
+                label: source.label.clone(),
+                state: source.state.borrow().clone(),
+            })
+            .collect()
     }
 
     /// Keeps `trigger`'s source polled and yields its updates until dropped.
@@ -188,7 +260,16 @@ impl Snapshots {
     /// check takes too. A source whose loop has ended (it can only have panicked: loops
     /// that retire remove themselves first) is replaced.
     fn source_held(&self, trigger: &Trigger, stream: bool) -> Result<Arc<Source>, Error> {
-        let key = SourceKey::of(trigger);
+        self.held(SourceKey::of(trigger), || trigger.database_label(), stream)
+    }
+
+    /// [`Snapshots::source_held`] by key; `label` names a source that must be started.
+    fn held(
+        &self,
+        key: SourceKey,
+        label: impl FnOnce() -> String,
+        stream: bool,
+    ) -> Result<Arc<Source>, Error> {
         let mut sources = self.inner.sources();
         if let Some(source) = sources.get(&key) {
             if source.state.has_changed().is_ok() {
@@ -206,7 +287,7 @@ impl Snapshots {
         let url = self.resolve(&key.connection)?;
         let connections = self.reserve_source(sources.len())?;
         let (sender, receiver) = watch::channel(SourceState::default());
-        let label = trigger.database_label();
+        let label = label();
         let source = Arc::new(Source {
             metric_labels: SourceLabels {
                 system: key.system.as_str(),

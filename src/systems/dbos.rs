@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use tokio_postgres::GenericClient;
 use tokio_postgres::types::Type;
 
-use super::{Capabilities, Reading, ScopeRequest};
+use super::{Capabilities, Reading, SchemaFacts, ScopeRequest};
 use crate::database::{self, ReadLimits};
 use crate::trigger::Scope;
 
@@ -94,6 +94,37 @@ impl Layout {
             registration_required: self
                 .migration
                 .is_some_and(|level| level >= QUEUES_ALWAYS_REGISTERED_FROM),
+        }
+    }
+
+    /// What discovery found, by the table or column name an operator would look for.
+    pub(crate) fn facts(&self) -> SchemaFacts {
+        SchemaFacts {
+            migration: self.migration,
+            features: vec![
+                (
+                    "workflow_status.application_name",
+                    self.has_application_name,
+                ),
+                (
+                    "workflow_status.application_version",
+                    self.has_application_version,
+                ),
+                ("workflow_status.delay_until_epoch_ms", self.has_delayed),
+                (
+                    "workflow_status.queue_partition_key",
+                    self.has_partition_key,
+                ),
+                ("queues.worker_concurrency", self.has_queue_table),
+                ("queues.application_name", self.has_queue_owner),
+                ("queues.concurrency", self.has_global_concurrency),
+                ("queues.partition_concurrency", self.has_partition_limits),
+                ("application_versions", self.has_version_table),
+                (
+                    "application_versions.application_name",
+                    self.has_version_owner,
+                ),
+            ],
         }
     }
 }
@@ -288,6 +319,7 @@ pub(crate) async fn read_within(
     let rows = database::read_only_query(client, limits, &sql, &parameters.typed()).await?;
     let mut reading = Reading {
         capabilities: layout.capabilities(),
+        schema: layout.facts(),
         scopes: plain
             .iter()
             .map(|scope| (scope.clone(), HashMap::new()))

@@ -6,7 +6,7 @@ pub mod dbos;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use crate::decide::PartitionLoad;
+use crate::decide::{PartitionLoad, desired_replicas};
 use crate::trigger::Scope;
 
 /// A scope a read computes, and whether it needs the per-partition work of partitioned
@@ -113,6 +113,15 @@ pub struct Capabilities {
     pub registration_required: bool,
 }
 
+/// What discovery found in a source's schema, as explanations show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SchemaFacts {
+    /// The schema's migration level, when it records one.
+    pub migration: Option<i64>,
+    /// Each table or column the counting depends on, and whether the schema has it.
+    pub features: Vec<(&'static str, bool)>,
+}
+
 /// One successful read of a source: its [`Reading`] and when it was taken.
 #[derive(Debug)]
 pub(crate) struct Snapshot {
@@ -135,6 +144,8 @@ pub struct Reading {
     pub partitioned_scopes: HashSet<Scope>,
     /// What the schema records.
     pub capabilities: Capabilities,
+    /// What discovery found, for explanations.
+    pub schema: SchemaFacts,
 }
 
 impl Reading {
@@ -176,6 +187,29 @@ impl Reading {
                 .get(queue)
                 .is_some_and(|registered| registered.config.is_partitioned())
         })
+    }
+
+    /// Every queue with work or a configuration row, by name.
+    pub(crate) fn queue_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .groups
+            .keys()
+            .chain(
+                self.queues
+                    .keys()
+                    .filter(|name| !self.groups.contains_key(*name)),
+            )
+            .map(String::as_str)
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// `ceil(depth / worker_concurrency)` for all of `queue`'s work, with the database's
+    /// `worker_concurrency`; `None` without one.
+    pub(crate) fn desired_replicas(&self, queue: &str) -> Option<u64> {
+        let concurrency = self.queues.get(queue)?.config.worker_concurrency?;
+        Some(desired_replicas(self.total(queue).depth(), concurrency))
     }
 
     /// `queue`'s work over every application and version.

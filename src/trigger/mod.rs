@@ -54,6 +54,16 @@ pub enum Aggregate {
     Sum,
 }
 
+impl Aggregate {
+    /// The metadata spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Max => "max",
+            Self::Sum => "sum",
+        }
+    }
+}
+
 /// What `GetMetrics` reports, and the target it is compared with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MetricKind {
@@ -72,6 +82,15 @@ pub enum MetricKind {
 }
 
 impl MetricKind {
+    /// The metadata spelling.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Replicas => "replicas",
+            Self::Depth { .. } => "depth",
+            Self::Latency { .. } => "latency",
+        }
+    }
+
     /// The HPA target: 1 replica, `workerConcurrency` items, or `targetLatency` seconds.
     pub fn target(&self) -> f64 {
         match self {
@@ -127,14 +146,14 @@ impl Trigger {
             keys::AGGREGATE,
             get(keys::AGGREGATE),
             Aggregate::Max,
-            &[("max", Aggregate::Max), ("sum", Aggregate::Sum)],
+            &[Aggregate::Max, Aggregate::Sum].map(|choice| (choice.as_str(), choice)),
             "must be \"max\" or \"sum\"",
         )?;
         let system = values::choice(
             keys::SYSTEM,
             get(keys::SYSTEM),
             System::Dbos,
-            &[("dbos", System::Dbos)],
+            &[(System::Dbos.as_str(), System::Dbos)],
             "must be one of: dbos",
         )?;
         let connection = values::connection(get(keys::DATABASE), get(keys::CONNECTION_FROM_ENV))?;

@@ -4,6 +4,7 @@
 
 pub mod certs;
 pub mod fixtures;
+pub mod grpcurl;
 pub mod pgbouncer;
 pub mod postgres;
 pub mod proxy;
