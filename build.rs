@@ -22,6 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Small per-call buffers: see src/grpc/codec.rs.
+        .codec_path("crate::grpc::codec::SmallBufferCodec")
         .type_attribute(
             ".pgqueuescaler.v1",
             "#[derive(serde::Serialize)] #[serde(rename_all = \"camelCase\")]",

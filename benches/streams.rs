@@ -5,7 +5,8 @@
 //! `/proc/<pid>/status` before and after.
 //!
 //! `cargo bench --bench streams` opens 10,000 streams; without `--bench` (as `cargo test
-//! --all-targets` runs it) 200, as a smoke test.
+//! --all-targets` runs it) 200, as a smoke test. `PGQS_BENCH_BEFORE_BINARY=<another build>`
+//! measures that build too, alternately, and prints the ratio of memory per stream.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -47,17 +48,76 @@ fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS in /proc/<pid>/status")
 }
 
+/// What one scaler binary used for `streams` streams.
+struct Measurement {
+    idle_kib: u64,
+    with_streams_kib: u64,
+    open_time: Duration,
+    start_up: Duration,
+}
+
+impl Measurement {
+    fn per_stream_bytes(&self, streams: usize) -> f64 {
+        (self.with_streams_kib.saturating_sub(self.idle_kib) as f64 * 1024.0) / streams as f64
+    }
+}
+
+/// Measures the release binary; with `PGQS_BENCH_BEFORE_BINARY` set to another build of the
+/// scaler, measures both, alternately, twice each, on the same database.
 async fn run(streams: usize) {
     let server = Server::from_env_or_private();
     let url = server.dbos_database(Fixture::Py340).await;
     let rows = Workflows::new(&url, Fixture::Py340).await;
     rows.register_queue("q", Some(2)).await;
+    let current = env!("CARGO_BIN_EXE_pg-queue-scaler").to_owned();
+    let mut binaries = vec![("this build", current)];
+    if let Ok(before) = std::env::var("PGQS_BENCH_BEFORE_BINARY") {
+        binaries = vec![("before", before), binaries.remove(0)];
+        binaries.extend(binaries.clone());
+    }
+    println!("## Streams and memory\n");
+    println!(
+        "| binary | streams | RSS idle | RSS with the streams open | per stream | all open and \
+         pushed in | process start to first GetMetricSpec |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    let mut per_stream: Vec<(&str, f64)> = Vec::new();
+    for (name, binary) in &binaries {
+        let measured = measure(binary, &url, streams).await;
+        per_stream.push((name, measured.per_stream_bytes(streams)));
+        println!(
+            "| {name} | {streams} | {:.1} MiB | {:.1} MiB | {:.0} bytes | {:.2} s | {:.0} ms |",
+            measured.idle_kib as f64 / 1024.0,
+            measured.with_streams_kib as f64 / 1024.0,
+            measured.per_stream_bytes(streams),
+            measured.open_time.as_secs_f64(),
+            measured.start_up.as_secs_f64() * 1000.0
+        );
+    }
+    let mean = |wanted: &str| {
+        let of: Vec<f64> = per_stream
+            .iter()
+            .filter(|(name, _)| *name == wanted)
+            .map(|(_, bytes)| *bytes)
+            .collect();
+        of.iter().sum::<f64>() / of.len() as f64
+    };
+    if binaries.len() > 1 {
+        println!(
+            "\nper-stream memory, this build / before: {:.2}",
+            mean("this build") / mean("before")
+        );
+    }
+}
+
+/// Starts `binary` on `url`, opens `streams` streams on one connection and reads its memory.
+async fn measure(binary: &str, url: &str, streams: usize) -> Measurement {
     let grpc_port = common::postgres::free_port();
     let started = Instant::now();
     let scaler = Scaler(
-        Command::new(env!("CARGO_BIN_EXE_pg-queue-scaler"))
+        Command::new(binary)
             .env_clear()
-            .env("PGQS_DATABASE_URL", &url)
+            .env("PGQS_DATABASE_URL", url)
             .env("PGQS_GRPC_LISTEN", format!("127.0.0.1:{grpc_port}"))
             .env(
                 "PGQS_HTTP_LISTEN",
@@ -116,19 +176,10 @@ async fn run(streams: usize) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let with_streams = rss_kib(pid);
     drop(open);
-    let per_stream = (with_streams.saturating_sub(idle) as f64 * 1024.0) / streams as f64;
-    println!("## Streams and memory\n");
-    println!(
-        "| streams | RSS idle | RSS with the streams open | per stream | all open and pushed in \
-         | process start to first GetMetricSpec |"
-    );
-    println!("| --- | --- | --- | --- | --- | --- |");
-    println!(
-        "| {streams} | {:.1} MiB | {:.1} MiB | {:.0} bytes | {:.2} s | {:.0} ms |",
-        idle as f64 / 1024.0,
-        with_streams as f64 / 1024.0,
-        per_stream,
-        open_time.as_secs_f64(),
-        start_up.as_secs_f64() * 1000.0
-    );
+    Measurement {
+        idle_kib: idle,
+        with_streams_kib: with_streams,
+        open_time,
+        start_up,
+    }
 }

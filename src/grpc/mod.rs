@@ -2,6 +2,7 @@
 //! service, and the mapping of errors to status codes. Transport and presentation only; the
 //! rules live in [`crate::trigger`], `crate::snapshot` and `crate::decide`.
 
+pub(crate) mod codec;
 pub(crate) mod explain;
 pub(crate) mod hygiene;
 pub(crate) mod inspection;

@@ -6,8 +6,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
+use std::pin::Pin;
+
+use tokio::sync::watch;
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
@@ -28,9 +30,6 @@ use crate::metrics::Metrics;
 use crate::quote::{Clipped, Quoted};
 use crate::snapshot::Snapshots;
 use crate::trigger::Trigger;
-
-/// Messages buffered per `StreamIsActive` stream; only changes are sent, so few are needed.
-const STREAM_BUFFER: usize = 4;
 
 /// The `ExternalScaler` implementation.
 #[derive(Clone)]
@@ -145,7 +144,7 @@ impl ExternalScaler for ScalerService {
         .await
     }
 
-    type StreamIsActiveStream = ReceiverStream<Result<IsActiveResponse, Status>>;
+    type StreamIsActiveStream = ActivityPushes;
 
     async fn stream_is_active(
         &self,
@@ -157,26 +156,25 @@ impl ExternalScaler for ScalerService {
             let trigger = self.trigger(&reference)?.trigger.clone();
             let peer = connection.as_ref().and_then(|info| info.remote_addr);
             // The stream keeps its connection open past idle_timeout while it lasts.
-            let slot = (
-                self.caps.stream(peer)?,
-                connection.map(|info| info.activity.hold()),
-            );
-            let watch = self.snapshots.watch(&trigger)?;
-            let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
+            let slot = StreamHolds {
+                _cap: self.caps.stream(peer)?,
+                _activity: connection.map(|info| info.activity.hold()),
+            };
+            let source = self.snapshots.watch(&trigger)?;
             let span = tracing::debug_span!(
                 "stream",
                 namespace = %Clipped(&reference.namespace),
                 scaled_object = %Clipped(&reference.name)
             );
-            let push = push_activity(trigger, watch, sender, self.shutdown.clone());
-            tokio::spawn(
-                async move {
-                    push.await;
-                    drop(slot);
-                }
-                .instrument(span),
-            );
-            Ok(ReceiverStream::new(receiver))
+            Ok(activity_pushes(Pushing {
+                trigger,
+                source,
+                shutdown: self.shutdown.clone(),
+                last_sent: None,
+                ended: false,
+                span,
+                _slot: slot,
+            }))
         })
         .await
     }
@@ -235,7 +233,7 @@ impl ExternalScaler for ScalerService {
         .await
     }
 
-    type StreamMetricSpecStream = ReceiverStream<Result<GetMetricSpecResponse, Status>>;
+    type StreamMetricSpecStream = tokio_stream::Empty<Result<GetMetricSpecResponse, Status>>;
 
     async fn stream_metric_spec(
         &self,
@@ -252,55 +250,75 @@ impl ExternalScaler for ScalerService {
     }
 }
 
+/// The messages of one `StreamIsActive` stream. The stream is polled by the connection's
+/// own task as it sends, so an open stream costs its state and nothing more: no task and no
+/// channel of its own (KEDA keeps one open per external-push ScaledObject, for good).
+pub(crate) type ActivityPushes =
+    Pin<Box<dyn Stream<Item = Result<IsActiveResponse, Status>> + Send + 'static>>;
+
+/// Holds a stream's place under the stream caps, and its connection open past
+/// `idle_timeout`, until the stream ends or the client goes away.
+struct StreamHolds {
+    _cap: crate::caps::StreamSlot,
+    _activity: Option<crate::grpc::hygiene::StreamHold>,
+}
+
+/// What a stream carries from one message to the next.
+struct Pushing {
+    trigger: Trigger,
+    source: crate::snapshot::SourceWatch,
+    shutdown: watch::Receiver<bool>,
+    last_sent: Option<bool>,
+    ended: bool,
+    span: tracing::Span,
+    _slot: StreamHolds,
+}
+
 /// Sends the trigger's activity when known and again on every change. While the source
 /// cannot be read it sends nothing (polled `IsActive` reports why) and stays open; a trigger
 /// that can never be answered from what was read (a queue DBOS does not know, a key the
 /// schema cannot honour) ends the stream with the status `IsActive` gives, so that KEDA
-/// logs it. Ends cleanly, which KEDA sees as a clean end of stream, on shutdown or when the
-/// client goes away.
-async fn push_activity(
-    trigger: Trigger,
-    mut source: crate::snapshot::SourceWatch,
-    sender: mpsc::Sender<Result<IsActiveResponse, Status>>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut last_sent: Option<bool> = None;
-    loop {
-        match source
-            .current(&trigger)
-            .and_then(|snapshot| evaluate(&trigger, &snapshot))
-        {
-            Ok(evaluation) => {
-                let active = evaluation.active;
-                if last_sent != Some(active) {
-                    if sender
-                        .send(Ok(IsActiveResponse { result: active }))
-                        .await
-                        .is_err()
-                    {
-                        break;
+/// logs it. Ends cleanly, which KEDA sees as a clean end of stream, on shutdown; when the
+/// client goes away the stream is dropped, and its hold on the source with it.
+fn activity_pushes(pushing: Pushing) -> ActivityPushes {
+    Box::pin(futures_util::stream::unfold(pushing, |mut pushing| {
+        let span = pushing.span.clone();
+        async move {
+            if pushing.ended {
+                return None;
+            }
+            loop {
+                match pushing
+                    .source
+                    .current(&pushing.trigger)
+                    .and_then(|snapshot| evaluate(&pushing.trigger, &snapshot))
+                {
+                    Ok(evaluation) if pushing.last_sent != Some(evaluation.active) => {
+                        let active = evaluation.active;
+                        tracing::debug!(active, "pushed activity");
+                        pushing.last_sent = Some(active);
+                        return Some((Ok(IsActiveResponse { result: active }), pushing));
                     }
-                    tracing::debug!(active, "pushed activity");
-                    last_sent = Some(active);
+                    Ok(_) => {}
+                    Err(error) if is_temporary(&error) => {}
+                    Err(error) => {
+                        tracing::info!(
+                            kind = error.kind(),
+                            %error,
+                            "stream ended: the trigger cannot be answered"
+                        );
+                        pushing.ended = true;
+                        return Some((Err(Status::from(error)), pushing));
+                    }
+                }
+                tokio::select! {
+                    alive = pushing.source.changed() => if !alive { return None },
+                    () = crate::sync::until_set(&mut pushing.shutdown) => return None,
                 }
             }
-            Err(error) if is_temporary(&error) => {}
-            Err(error) => {
-                tracing::info!(
-                    kind = error.kind(),
-                    %error,
-                    "stream ended: the trigger cannot be answered"
-                );
-                let _ = sender.send(Err(Status::from(error))).await;
-                break;
-            }
         }
-        tokio::select! {
-            alive = source.changed() => if !alive { break },
-            () = crate::sync::until_set(&mut shutdown) => break,
-            _ = sender.closed() => break,
-        }
-    }
+        .instrument(span)
+    }))
 }
 
 /// Whether `error` may clear up by itself on a later read: the database could not be read,
