@@ -6,6 +6,7 @@ pub mod certs;
 pub mod fixtures;
 pub mod pgbouncer;
 pub mod postgres;
+pub mod prometheus;
 pub mod proxy;
 pub mod wait;
 
