@@ -311,6 +311,7 @@ check "--check-config accepts a render with staleAfter exactly twice refreshInte
 section "deploy/"
 check "deploy/ (manifests, extras/ dashboard JSON and ConfigMap) matches a fresh render (else run scripts/render-deploy.sh)" deploy_in_sync
 check "kubernetes-validate deploy/pg-queue-scaler.yaml" validate_k8s deploy/pg-queue-scaler.yaml
+check "kubernetes-validate deploy/extras/grafana-dashboard-configmap.yaml" validate_k8s deploy/extras/grafana-dashboard-configmap.yaml
 check "deploy/README.md shows the render command" \
   grep -qF -- "--set database.existingSecret.name=pg-queue-scaler-database" deploy/README.md
 
