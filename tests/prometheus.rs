@@ -31,19 +31,25 @@ fn repo_file(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-/// Runs tests/prometheus/queries.py with `args`; (succeeded, stdout and stderr).
-fn queries(args: &[&str]) -> (bool, String) {
-    let output = std::process::Command::new(common::python())
-        .arg(repo_file("tests/prometheus/queries.py"))
-        .args(args)
-        .output()
-        .expect("run queries.py");
+/// Whether a finished command succeeded, and what it printed (stdout, then stderr).
+fn outcome(output: std::process::Output) -> (bool, String) {
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
     (output.status.success(), text)
+}
+
+/// Runs tests/prometheus/queries.py with `args`.
+fn queries(args: &[&str]) -> (bool, String) {
+    outcome(
+        std::process::Command::new(common::python())
+            .arg(repo_file("tests/prometheus/queries.py"))
+            .args(args)
+            .output()
+            .expect("run queries.py"),
+    )
 }
 
 /// Renders the chart's PrometheusRule (prometheusRule.enabled=true, plus `set`) and writes
@@ -79,15 +85,7 @@ fn alert_rules_pass_promtool_check_and_unit_tests() {
         dir.path().join("alerts-test.yaml"),
     )
     .expect("copy the unit tests next to the rules");
-    let run = |args: &[&str]| {
-        let output = promtool(dir.path(), args);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        (output.status.success(), text)
-    };
+    let run = |args: &[&str]| outcome(promtool(dir.path(), args));
     let (ok, text) = run(&["check", "rules", "rules.yaml"]);
     assert!(ok, "promtool check rules: {text}");
     assert!(text.contains("SUCCESS: 2 rules found"), "{text}");
