@@ -178,7 +178,9 @@ def main() -> None:
 
     elif name == "config":
         key, expected, path = args
-        config = yaml.safe_load(one(load(path), "ConfigMap")["data"]["config.yaml"])
+        # The scaler's ConfigMap is the one holding config.yaml (the dashboard's holds JSON).
+        scaler_maps = [d for d in load(path) if "config.yaml" in (d.get("data") or {})]
+        config = yaml.safe_load(one(scaler_maps, "ConfigMap")["data"]["config.yaml"])
         value = config
         for part in key.split("."):
             value = value.get(part) if isinstance(value, dict) else None

@@ -138,7 +138,26 @@ notes_contain() { # notes_contain TEXT [helm args...]
   helm install pg-queue-scaler "$chart" --namespace keda --dry-run=client "$@" >"$work/notes.txt" &&
     grep -qF -- "$text" "$work/notes.txt"
 }
-deploy_in_sync() { bash scripts/render-deploy.sh --stdout >"$work/deploy.yaml" && diff -u deploy/pg-queue-scaler.yaml "$work/deploy.yaml"; }
+deploy_in_sync() { bash scripts/render-deploy.sh --out "$work/deploy" && diff -ru --exclude=README.md deploy "$work/deploy"; }
+dashboard=$chart/dashboards/pg-queue-scaler.json
+check_dashboard() { "$py" scripts/check_dashboard.py "$@"; }
+# lint_edited SED_SCRIPT: lints the dashboard after one edit; an edit that changes nothing
+# "passes", so check_rejects reports it rather than a lint that cannot fail.
+lint_edited() {
+  sed -e "$1" "$dashboard" >"$work/edited.json"
+  if cmp -s "$work/edited.json" "$dashboard"; then
+    echo "the edit $1 changed nothing"
+    return 0
+  fi
+  check_dashboard lint "$work/edited.json"
+}
+dashboard_absent_by_default() { ! grep -q grafana_dashboard "$work/default.yaml"; }
+dashboard_configurable() {
+  helm template pg-queue-scaler "$chart" --namespace keda --show-only templates/grafana-dashboard.yaml \
+    --set grafanaDashboard.enabled=true,grafanaDashboard.label=team/dashboards \
+    --set grafanaDashboard.labelValue=queues,grafanaDashboard.namespace=monitoring >"$work/dashboard-custom.yaml" &&
+    check_dashboard configmap "$work/dashboard-custom.yaml" "$dashboard" --label team/dashboards=queues --namespace monitoring
+}
 examples_address() { ! grep -h "scalerAddress:" examples/*.yaml | grep -v "scalerAddress: pg-queue-scaler.keda.svc.cluster.local:9090"; }
 # --- chart: lint and values documentation -----------------------------------------------------
 
@@ -207,6 +226,31 @@ check "NOTES print the scalerAddress" \
 check "NOTES print the TriggerAuthentication hint with TLS" \
   notes_contain "parameter: tlsClientCert" -f "$chart/ci/tls-existing-secret-mtls-values.yaml"
 
+# --- chart: Grafana dashboard -----------------------------------------------------------------
+# Schema-level checks of the JSON here; tests/prometheus.rs runs every panel query against a
+# real Prometheus scraping the real scaler.
+
+section "Grafana dashboard"
+check "dashboard JSON: valid, \${datasource} everywhere, namespace/job only from variables, README panel table in step" \
+  check_dashboard lint "$dashboard" --readme "$chart/README.md"
+check "dashboard ConfigMap absent by default" dashboard_absent_by_default
+check "dashboard ConfigMap in the monitoring render: label grafana_dashboard=1, the JSON unchanged" \
+  check_dashboard configmap "$work/monitoring.yaml" "$dashboard" --label grafana_dashboard=1 --namespace keda
+check "dashboard ConfigMap: label, value and namespace configurable" dashboard_configurable
+check_rejects "schema: grafanaDashboard.label must be a label key" "grafanaDashboard/label" \
+  helm template p "$chart" --set "grafanaDashboard.label=not a label"
+check_rejects "dashboard lint rejects a hard-coded namespace in a variable" 'hard-coded namespace="keda"' \
+  lint_edited '0,/namespace=~\\"\$namespace\\"/s//namespace=\\"keda\\"/'
+check_rejects "dashboard lint rejects a hard-coded namespace in a panel query" 'hard-coded namespace="keda"' \
+  lint_edited 's/oldest_waiting_seconds{namespace=~\\"\$namespace\\"/oldest_waiting_seconds{namespace=\\"keda\\"/'
+check_rejects "dashboard lint rejects one fixed datasource uid" "P1809F7CD0C75ACF3" \
+  lint_edited '0,/"uid": "\${datasource}"/s//"uid": "P1809F7CD0C75ACF3"/'
+check_rejects "dashboard lint rejects a dashboard without the datasource variable" "template variable 'datasource'" \
+  lint_edited 's/"type": "datasource"/"type": "custom"/'
+check_rejects "dashboard lint rejects a panel query without the job filter" 'not scoped by job' \
+  lint_edited 's/desired_replicas{namespace=~\\"\$namespace\\", job=~\\"\$job\\", /desired_replicas{namespace=~\\"\$namespace\\", /'
+check_rejects "dashboard lint rejects invalid JSON" "not valid JSON" lint_edited '1s/^{/[/'
+
 # --- chart: bad values must be rejected -------------------------------------------------------
 
 section "bad values are rejected"
@@ -265,8 +309,9 @@ check "--check-config accepts a render with staleAfter exactly twice refreshInte
 # --- deploy/ ----------------------------------------------------------------------------------
 
 section "deploy/"
-check "deploy/pg-queue-scaler.yaml matches a fresh render (else run scripts/render-deploy.sh)" deploy_in_sync
+check "deploy/ (manifests, extras/ dashboard JSON and ConfigMap) matches a fresh render (else run scripts/render-deploy.sh)" deploy_in_sync
 check "kubernetes-validate deploy/pg-queue-scaler.yaml" validate_k8s deploy/pg-queue-scaler.yaml
+check "kubernetes-validate deploy/extras/grafana-dashboard-configmap.yaml" validate_k8s deploy/extras/grafana-dashboard-configmap.yaml
 check "deploy/README.md shows the render command" \
   grep -qF -- "--set database.existingSecret.name=pg-queue-scaler-database" deploy/README.md
 

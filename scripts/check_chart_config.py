@@ -26,7 +26,12 @@ def main() -> int:
     rendered, binary = sys.argv[1], sys.argv[2]
     with open(rendered, encoding="utf-8") as handle:
         documents = [doc for doc in yaml.safe_load_all(handle) if doc]
-    config_maps = [d for d in documents if d.get("kind") == "ConfigMap"]
+    # The scaler's ConfigMap is the one holding config.yaml (the dashboard's holds JSON).
+    config_maps = [
+        d
+        for d in documents
+        if d.get("kind") == "ConfigMap" and "config.yaml" in (d.get("data") or {})
+    ]
     deployments = [d for d in documents if d.get("kind") == "Deployment"]
     if len(deployments) != 1:
         print(f"expected one Deployment, found {len(deployments)}", file=sys.stderr)

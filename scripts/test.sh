@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, set-up included, on a fresh machine or a developer's:
-#   1. PostgreSQL server binaries and PgBouncer (apt-get install postgresql / pgbouncer when
-#      initdb / pgbouncer is missing),
+#   1. PostgreSQL server binaries, PgBouncer and Prometheus (apt-get install postgresql /
+#      pgbouncer / prometheus when initdb / pgbouncer / prometheus or promtool is missing),
+#      and helm (scripts/install-helm.sh; tests/prometheus.rs renders the chart with it),
 #   2. the Python venv with the pinned DBOS and gRPC packages (scripts/setup-python.sh),
 #   3. formatting, lints and docs (cargo fmt --check, cargo clippy and cargo doc, warnings denied),
 #   4. the release binary, used by the end-to-end test as a user would run it,
@@ -61,6 +62,44 @@ if ! have_pgbouncer; then
     exit 1
   fi
 fi
+
+# tests/prometheus.rs runs Prometheus and promtool (Debian's `prometheus` package): PROMETHEUS /
+# PROMTOOL, then PATH, then /usr/bin.
+have_prometheus() {
+  { [[ -n ${PROMETHEUS:-} && -x ${PROMETHEUS} ]] || command -v prometheus >/dev/null 2>&1 || [[ -x /usr/bin/prometheus ]]; } &&
+    { [[ -n ${PROMTOOL:-} && -x ${PROMTOOL} ]] || command -v promtool >/dev/null 2>&1 || [[ -x /usr/bin/promtool ]]; }
+}
+
+# Debian's prometheus package enables and starts a system Prometheus (on :9090) from its
+# postinst. The tests never use it (they start their own on free 127.0.0.1 ports), so service
+# starts are refused during the install: a policy-rc.d that exits 101, which invoke-rc.d and
+# deb-systemd-invoke honour (container images usually ship one already; then it is left as is).
+apt_get_install_without_starting() {
+  local policy=/usr/sbin/policy-rc.d created=false status=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\n# scripts/test.sh: no service starts while it installs packages.\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    created=true
+  fi
+  apt_get_install --no-install-recommends "$@" || status=$?
+  if $created; then rm -f "$policy"; fi
+  return "$status"
+}
+
+step "Prometheus and promtool"
+if ! have_prometheus; then
+  if can_apt_get; then
+    apt_get_install_without_starting prometheus
+  else
+    echo "prometheus/promtool not found: install them (apt-get install -y prometheus), or set" >&2
+    echo "PROMETHEUS and PROMTOOL to the binaries" >&2
+    exit 1
+  fi
+fi
+
+step "helm"
+PGQS_HELM=$(bash scripts/install-helm.sh)
+export PGQS_HELM
 
 step "Python venv (dbos, grpcio-reflection)"
 PGQS_TEST_PYTHON=$(scripts/setup-python.sh)
