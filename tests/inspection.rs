@@ -130,6 +130,13 @@ async fn grpcurl_runs_the_readme_session() {
     assert_eq!(queue["workerConcurrency"], 2);
     assert_eq!(queue["workerConcurrencyFrom"], "database");
     assert_eq!(queue["replicas"], "3");
+    let versions: Vec<&Value> = queue["allWork"]
+        .as_array()
+        .expect("all of the queue's work")
+        .iter()
+        .map(|group| &group["version"])
+        .collect();
+    assert_eq!(versions, ["v1", "v2"], "both versions' work is shown");
     let steps: Vec<&str> = explanation["steps"]
         .as_array()
         .expect("steps")

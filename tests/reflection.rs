@@ -203,7 +203,7 @@ async fn a_python_reflection_client_describes_every_service() {
              partition_concurrency,partition_worker_concurrency",
             "message pgqueuescaler.v1.QueueStep name,counts,config,limits_applied,runnable,\
              partition_workers,worker_concurrency,worker_concurrency_from,replicas,\
-             oldest_waiting_seconds",
+             oldest_waiting_seconds,all_work",
             "message pgqueuescaler.v1.Refusal code,message",
             "message pgqueuescaler.v1.Snapshot read,age_seconds,attempts,last_error",
             "message pgqueuescaler.v1.Source database,schema,system,migration,records,lacks",

@@ -40,20 +40,7 @@ pub(super) fn queues(out: &mut dyn Write, list: &v1::ListQueuesResponse) -> Resu
                     optional(queue.desired_replicas),
                 ],
             ));
-            // One group that is neither owned nor versioned says nothing the queue row
-            // does not.
-            let plain =
-                |group: &v1::WorkGroup| group.application.is_empty() && group.version.is_empty();
-            if queue.groups.len() > 1 || queue.groups.iter().any(|group| !plain(group)) {
-                for group in &queue.groups {
-                    rows.push(counts_row(
-                        format!("  {}", group_label(group)),
-                        group.counts.as_ref(),
-                        group.oldest_waiting_seconds,
-                        [String::new(), String::new()],
-                    ));
-                }
-            }
+            rows.extend(group_rows(&queue.groups));
         }
         if entry.queues.is_empty() {
             writeln!(out, "(no queues read)")?;
@@ -100,6 +87,7 @@ pub(super) fn explanation(out: &mut dyn Write, explanation: &v1::Explanation) ->
             );
             row.push(optional(step.replicas));
             rows.push(row);
+            rows.extend(group_rows(&step.all_work));
         }
         aligned(out, &rows)?;
     }
@@ -145,6 +133,26 @@ fn source_line(source: Option<&v1::Source>, snapshot: Option<&v1::Snapshot>) -> 
         }
     }
     line
+}
+
+/// A queue's groups, indented under its row. One group that is neither owned nor versioned
+/// says nothing the queue's row does not, so it is left out.
+fn group_rows(groups: &[v1::WorkGroup]) -> Vec<Vec<String>> {
+    let plain = |group: &v1::WorkGroup| group.application.is_empty() && group.version.is_empty();
+    if groups.len() == 1 && plain(&groups[0]) {
+        return Vec::new();
+    }
+    groups
+        .iter()
+        .map(|group| {
+            counts_row(
+                format!("  {}", group_label(group)),
+                group.counts.as_ref(),
+                group.oldest_waiting_seconds,
+                [String::new(), String::new()],
+            )
+        })
+        .collect()
 }
 
 fn group_label(group: &v1::WorkGroup) -> String {

@@ -266,6 +266,7 @@ fn queue_step(
             desired_replicas(load.runnable, concurrency).max(load.partition_workers)
         }),
         oldest_waiting_seconds: age(scoped.oldest_waiting_ms, since_read),
+        all_work: groups(reading, &load.queue, since_read),
     }
 }
 
