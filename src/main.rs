@@ -25,12 +25,9 @@ fn main() -> ExitCode {
     if let Some(Command::Inspect(args)) = &flags.command {
         return inspect(flags.clone(), args, &env);
     }
-    let settings = match Settings::load(&flags, &env) {
+    let settings = match load_settings(&flags, &env) {
         Ok(settings) => settings,
-        Err(error) => {
-            eprintln!("pg-queue-scaler: {error}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(exit) => return exit,
     };
     if flags.check_config {
         let databases = settings.database_names();
@@ -41,12 +38,9 @@ fn main() -> ExitCode {
         eprintln!("pg-queue-scaler: invalid configuration: {error}");
         return ExitCode::from(EXIT_CONFIG);
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("pg-queue-scaler: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(exit) => return exit,
     };
     match runtime.block_on(serve(settings)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -55,6 +49,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The settings from every layer, or the exit code for a bad configuration (reported).
+fn load_settings(flags: &Flags, env: &HashMap<String, String>) -> Result<Settings, ExitCode> {
+    Settings::load(flags, env).map_err(|error| {
+        eprintln!("pg-queue-scaler: {error}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+/// The async runtime, or the exit code when it cannot start (reported).
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Runtime::new().map_err(|error| {
+        eprintln!("pg-queue-scaler: cannot start the async runtime: {error}");
+        ExitCode::FAILURE
+    })
 }
 
 /// `--check-trigger`: the answer KEDA would get for this metadata's syntax, and the keys the
@@ -97,19 +107,13 @@ fn inspect(mut flags: Flags, args: &InspectArgs, env: &HashMap<String, String>) 
             }
         }
     }
-    let settings = match Settings::load(&flags, env) {
+    let settings = match load_settings(&flags, env) {
         Ok(settings) => settings,
-        Err(error) => {
-            eprintln!("pg-queue-scaler: {error}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(exit) => return exit,
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("pg-queue-scaler: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(exit) => return exit,
     };
     let interrupted = async {
         let _ = tokio::signal::ctrl_c().await;

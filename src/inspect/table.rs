@@ -16,16 +16,7 @@ pub(super) fn queues(out: &mut dyn Write, list: &v1::ListQueuesResponse) -> Resu
             "{}",
             source_line(entry.source.as_ref(), entry.snapshot.as_ref())
         )?;
-        let mut rows = vec![header(&[
-            "QUEUE",
-            "ENQUEUED",
-            "PENDING",
-            "DELAYED",
-            "DEPTH",
-            "OLDEST",
-            "WORKER_CONC",
-            "REPLICAS",
-        ])];
+        let mut rows = vec![header(&["WORKER_CONC", "REPLICAS"])];
         for queue in &entry.queues {
             let worker_concurrency = queue
                 .config
@@ -67,17 +58,7 @@ pub(super) fn explanation(out: &mut dyn Write, explanation: &v1::Explanation) ->
     }
     if !explanation.queues.is_empty() {
         writeln!(out)?;
-        let mut rows = vec![header(&[
-            "QUEUE",
-            "ENQUEUED",
-            "PENDING",
-            "DELAYED",
-            "DEPTH",
-            "OLDEST",
-            "RUNNABLE",
-            "WORKER_CONC",
-            "REPLICAS",
-        ])];
+        let mut rows = vec![header(&["RUNNABLE", "WORKER_CONC", "REPLICAS"])];
         for step in &explanation.queues {
             let mut row = counts_row(
                 step.name.clone(),
@@ -169,8 +150,13 @@ fn group_label(group: &v1::WorkGroup) -> String {
     format!("{application}, {version}")
 }
 
-fn header(titles: &[&str]) -> Vec<String> {
-    titles.iter().map(|title| (*title).to_owned()).collect()
+/// The columns of [`counts_row`], then `extra` ones.
+fn header(extra: &[&str]) -> Vec<String> {
+    ["QUEUE", "ENQUEUED", "PENDING", "DELAYED", "DEPTH", "OLDEST"]
+        .iter()
+        .chain(extra)
+        .map(|title| (*title).to_owned())
+        .collect()
 }
 
 fn counts_row(
