@@ -19,7 +19,9 @@ use crate::evaluate::{Evaluation, evaluate};
 use crate::snapshot::{Observed, SourceState, SourceView};
 use crate::systems::{QueueCounts, Reading, RegisteredQueue, Snapshot, WorkGroup};
 use crate::trigger::{Trigger, VersionFilter};
-use words::{activity_words, queue_words, read_step, refusal_words, scope_step, totals_words};
+use words::{
+    activity_words, metric_words, queue_words, read_step, refusal_words, scope_step, totals_words,
+};
 
 /// Everything behind `trigger`'s answers, as `observed` (its source's state and the verdict
 /// a request gets) allows; `metric_name` is the name `GetMetricSpec` gives it.
@@ -47,35 +49,15 @@ pub(crate) fn explain(trigger: &Trigger, metric_name: &str, observed: Observed) 
         let evaluation = evaluate(trigger, &snapshot)?;
         Ok((snapshot, evaluation))
     });
-    let answers = explanation.answers.as_mut().expect("set above");
     match evaluated {
         Ok((snapshot, evaluation)) => {
-            let since_read = snapshot.read_at.elapsed();
-            for load in &evaluation.loads {
-                let step = queue_step(trigger, &snapshot.reading, load, since_read);
-                steps.push(queue_words(&step));
-                explanation.queues.push(step);
-            }
-            explanation.totals = Some(totals(&evaluation));
-            steps.push(totals_words(trigger, &evaluation));
-            answers.active = Some(evaluation.active);
-            steps.push(activity_words(trigger, &evaluation));
-            match evaluation.metric_value(trigger.metric) {
-                Ok(value) => {
-                    answers.metric_value = Some(value);
-                    steps.push(format!(
-                        "GetMetrics answers {value} ({} metric; the HPA's target is {} per \
-                         replica)",
-                        trigger.metric.as_str(),
-                        trigger.metric.target()
-                    ));
-                }
-                Err(error) => {
-                    let refusal = refusal(error);
-                    steps.push(format!("GetMetrics fails: {}", refusal_words(&refusal)));
-                    answers.metric_error = Some(refusal);
-                }
-            }
+            add_evaluation(
+                trigger,
+                &snapshot,
+                &evaluation,
+                &mut explanation,
+                &mut steps,
+            );
         }
         Err(error) => {
             let refusal = refusal(error);
@@ -83,12 +65,46 @@ pub(crate) fn explain(trigger: &Trigger, metric_name: &str, observed: Observed) 
                 "IsActive and GetMetrics fail: {}",
                 refusal_words(&refusal)
             ));
+            let answers = explanation.answers.get_or_insert_default();
             answers.active_error = Some(refusal.clone());
             answers.metric_error = Some(refusal);
         }
     }
     explanation.steps = steps;
     explanation
+}
+
+/// The queues, totals and answers of `trigger` evaluated against `snapshot`, with their
+/// steps.
+fn add_evaluation(
+    trigger: &Trigger,
+    snapshot: &Snapshot,
+    evaluation: &Evaluation,
+    explanation: &mut v1::Explanation,
+    steps: &mut Vec<String>,
+) {
+    let since_read = snapshot.read_at.elapsed();
+    for load in &evaluation.loads {
+        let step = queue_step(trigger, &snapshot.reading, load, since_read);
+        steps.push(queue_words(&step));
+        explanation.queues.push(step);
+    }
+    explanation.totals = Some(totals(evaluation));
+    steps.push(totals_words(trigger, evaluation));
+    steps.push(activity_words(trigger, evaluation));
+    let answers = explanation.answers.get_or_insert_default();
+    answers.active = Some(evaluation.active);
+    match evaluation.metric_value(trigger.metric) {
+        Ok(value) => {
+            answers.metric_value = Some(value);
+            steps.push(metric_words(trigger, value));
+        }
+        Err(error) => {
+            let refusal = refusal(error);
+            steps.push(format!("GetMetrics fails: {}", refusal_words(&refusal)));
+            answers.metric_error = Some(refusal);
+        }
+    }
 }
 
 /// What KEDA gets for an explained trigger, in short.

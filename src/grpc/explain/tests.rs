@@ -158,3 +158,31 @@ fn queues_are_listed_whole_with_groups_in_order() {
     assert_eq!(listed[0].desired_replicas, Some(2));
     assert!(queues(&snapshot.reading, Duration::ZERO, "other").is_empty());
 }
+
+#[test]
+fn a_latency_trigger_is_answered_in_seconds_of_waiting() {
+    let trigger = from_pairs(&[
+        ("queue", "q"),
+        ("metric", "latency"),
+        ("targetLatency", "30s"),
+    ]);
+    let config = QueueConfig {
+        worker_concurrency: Some(2),
+        ..QueueConfig::default()
+    };
+    let explanation = explain(&trigger, "dbos-q-1", served(read_for(&trigger, config)));
+    let answers = explanation.answers.clone().unwrap();
+    // The oldest item had waited 1.5 s at read time, and a little longer now.
+    let seconds = answers.metric_value.unwrap();
+    assert!((1.5..2.5).contains(&seconds), "{seconds}");
+    assert_eq!(answers.target, 30.0);
+    assert!(
+        explanation
+            .steps
+            .last()
+            .unwrap()
+            .ends_with("the HPA's target is 30s)"),
+        "{:#?}",
+        explanation.steps
+    );
+}

@@ -4,7 +4,7 @@
 use super::v1;
 use crate::evaluate::Evaluation;
 use crate::snapshot::SourceState;
-use crate::trigger::{Trigger, VersionFilter};
+use crate::trigger::{MetricKind, Trigger, VersionFilter};
 
 /// A refused call: `Code: message`.
 pub(super) fn refusal_words(refusal: &v1::Refusal) -> String {
@@ -146,5 +146,20 @@ pub(super) fn activity_words(trigger: &Trigger, evaluation: &Evaluation) -> Stri
             "IsActive answers false: depth {} is not over activationThreshold {}",
             evaluation.depth, trigger.activation_threshold
         )
+    }
+}
+
+/// What `GetMetrics` answers, and what the HPA compares it with.
+pub(super) fn metric_words(trigger: &Trigger, value: f64) -> String {
+    let target = trigger.metric.target();
+    match trigger.metric {
+        MetricKind::Latency { .. } => format!(
+            "GetMetrics answers {value} (latency metric: seconds the oldest runnable item has \
+             waited; the HPA's target is {target}s)"
+        ),
+        _ => format!(
+            "GetMetrics answers {value} ({} metric; the HPA's target is {target} per replica)",
+            trigger.metric.as_str()
+        ),
     }
 }
