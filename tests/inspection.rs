@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::grpcurl::grpcurl;
+use common::process::output_within;
 use common::{
     Fixture, Server, TestScaler, Work, Workflows, is_active, metric_value, per_fixture,
     scaled_object,
@@ -414,15 +415,8 @@ async fn the_inspect_command_prints_and_exits_as_documented() {
 }
 
 /// Runs `command` (bounded), returning its exit code, stdout and stderr.
-async fn finished(mut command: Command) -> (Option<i32>, String, String) {
-    let output = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::task::spawn_blocking(move || command.output()),
-    )
-    .await
-    .expect("inspect finishes within 60s")
-    .expect("the blocking task does not panic")
-    .expect("run pg-queue-scaler inspect");
+async fn finished(command: Command) -> (Option<i32>, String, String) {
+    let output = output_within(command, Duration::from_secs(60), "pg-queue-scaler inspect").await;
     (
         output.status.code(),
         String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use common::process::output_within;
 use common::{TestScaler, python};
 
 /// Proves that a stock reflection client, the kind `grpcurl list` and `grpcurl describe`
@@ -30,14 +31,7 @@ async fn a_python_reflection_client_describes_every_service() {
         .args(["--target", &scaler.addr.to_string(), "--timeout", "10"]);
     // The script bounds itself (a deadline on every call, an alarm for the whole run);
     // this bound is the backstop.
-    let output = tokio::time::timeout(
-        Duration::from_secs(90),
-        tokio::task::spawn_blocking(move || command.output()),
-    )
-    .await
-    .expect("reflection_client.py finishes within 90s")
-    .expect("the blocking task does not panic")
-    .expect("run reflection_client.py");
+    let output = output_within(command, Duration::from_secs(90), "reflection_client.py").await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use super::process::output_within;
 use super::python;
 
 /// What one grpcurl run printed.
@@ -56,14 +57,7 @@ pub fn binary() -> PathBuf {
 pub async fn grpcurl(args: &[&str]) -> Grpcurl {
     let mut command = Command::new(binary());
     command.args(["-max-time", "20"]).args(args);
-    let output = tokio::time::timeout(
-        Duration::from_secs(40),
-        tokio::task::spawn_blocking(move || command.output()),
-    )
-    .await
-    .expect("grpcurl finishes within 40s")
-    .expect("the blocking task does not panic")
-    .expect("run grpcurl");
+    let output = output_within(command, Duration::from_secs(40), "grpcurl").await;
     Grpcurl {
         success: output.status.success(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -7,6 +7,7 @@ pub mod fixtures;
 pub mod grpcurl;
 pub mod pgbouncer;
 pub mod postgres;
+pub mod process;
 pub mod prometheus;
 pub mod proxy;
 pub mod wait;
