@@ -153,6 +153,17 @@ async fn each_version_counts_what_its_workers_run_and_old_versions_drain() {
         "worker",
         &[("queue", "drain"), ("applicationVersion", "v2")],
     );
+    // The enqueue lands between two reads (every 250ms): wait for the read that shows it,
+    // so that each stream's first push is about the same rows.
+    eventually(
+        "a read that shows v1's work",
+        Duration::from_secs(10),
+        || {
+            let (mut client, v1) = (client.clone(), v1.clone());
+            async move { is_active(&mut client, &v1).await.unwrap_or(false) }
+        },
+    )
+    .await;
     let mut v1_stream = open_stream(&mut client, &v1).await;
     let mut v2_stream = open_stream(&mut client, &v2).await;
     assert!(next_activity(&mut v1_stream).await, "v1 has work");
