@@ -3,7 +3,7 @@
 //! across restarts and upgrades (the HPA stores it), and distinct for different queues even
 //! when their names sanitise alike, so a short hash of the trigger's identity is appended.
 
-use crate::trigger::{Aggregate, ConnectionRef, MetricKind, Trigger, VersionFilter};
+use crate::trigger::{ConnectionRef, Trigger, VersionFilter};
 
 /// The longest readable part kept from the queue names.
 const MAX_READABLE_LEN: usize = 40;
@@ -32,22 +32,13 @@ fn identity(trigger: &Trigger) -> String {
         ConnectionRef::Named(name) => name.as_str(),
         ConnectionRef::FromEnv(_) => "\u{0}env",
     };
-    let aggregate = match trigger.aggregate {
-        Aggregate::Max => "max",
-        Aggregate::Sum => "sum",
-    };
-    let metric = match trigger.metric {
-        MetricKind::Replicas => "replicas",
-        MetricKind::Depth { .. } => "depth",
-        MetricKind::Latency { .. } => "latency",
-    };
     let mut identity = [
         trigger.system.as_str(),
         database,
         &trigger.schema,
         &trigger.queues.join("\u{0}"),
-        aggregate,
-        metric,
+        trigger.aggregate.as_str(),
+        trigger.metric.as_str(),
         trigger.scope.application.as_deref().unwrap_or(""),
     ]
     .join("\u{1}");

@@ -73,22 +73,12 @@ impl Inspection for InspectionService {
         };
         self.scaler
             .observe("ListQueues", &reference, async {
-                let mut sources: Vec<v1::SourceQueues> = self
-                    .scaler
-                    .snapshots()
-                    .in_use()
+                let mut views = self.scaler.snapshots().in_use();
+                views.sort_by(|a, b| (&a.label, &a.key.schema).cmp(&(&b.label, &b.key.schema)));
+                let sources = views
                     .into_iter()
                     .filter_map(|view| self.listed(view, &request))
                     .collect();
-                sources.sort_by(|a, b| {
-                    let key = |queues: &v1::SourceQueues| {
-                        queues
-                            .source
-                            .as_ref()
-                            .map(|source| (source.database.clone(), source.schema.clone()))
-                    };
-                    key(a).cmp(&key(b))
-                });
                 Ok(v1::ListQueuesResponse { sources })
             })
             .await

@@ -3,10 +3,9 @@
 //! for why each answer has the shape it has.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
-
-use std::pin::Pin;
 
 use tokio::sync::watch;
 use tokio_stream::Stream;
