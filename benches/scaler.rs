@@ -16,8 +16,13 @@
 //! `--bench` (as `cargo test --all-targets` runs it) it runs small sizes as a smoke test.
 //!
 //! `PGQS_BENCH_BEFORE_STATEMENT=<file>`: a parameterless statement (the refresh statement of
-//! an earlier build, written out by that build's benchmark) timed in the same rounds, on the
-//! same data and session as the current one.
+//! the build before application versions, written out by that build's benchmark) timed in the
+//! same rounds, on the same data and session as the current one.
+//!
+//! `PGQS_BENCH_WRITE_STATEMENTS=<dir>` writes this build's statements for (a) and (b) to
+//! `<dir>/default.sql` and `<dir>/four-scopes.sql`; `PGQS_BENCH_EARLIER_STATEMENTS=<dir>` reads
+//! an earlier build's (they take the same four parameters) and times them in the same rounds
+//! against this build's, both run bare on the same session, and prints the ratios.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -33,7 +38,7 @@ use pg_queue_scaler::systems::Reading;
 use pg_queue_scaler::systems::ScopeRequest;
 use pg_queue_scaler::systems::dbos::{counting_statement, read};
 use pg_queue_scaler::trigger::{Scope, Trigger, VersionFilter};
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 
 struct Sizes {
     finished: i64,
@@ -147,15 +152,55 @@ async fn run(sizes: Sizes) {
     )
     .expect("pool");
     let client = pool.get().await.expect("a pooled connection");
-    // (a) watches a regular queue, so its partitions are not counted; (b) is the worst case,
-    // every scope's triggers on the partitioned queue too.
-    let (default_label, default_scopes) = ("(a) default scope only", vec![scope(&[])]);
-    let (four_label, four_scopes) = (
-        "(b) four scopes, partitions counted for each",
-        FOUR_SCOPES.map(scope).to_vec(),
-    );
-    let default_requests = requests(&default_scopes, false);
-    let four_requests = requests(&four_scopes, true);
+    let cases = [
+        // A regular queue: its partitions are not counted.
+        Case::new(
+            "(a) default scope only",
+            "default.sql",
+            vec![scope(&[])],
+            false,
+        ),
+        // The worst case: every scope's triggers on the partitioned queue too.
+        Case::new(
+            "(b) four scopes, partitions counted for each",
+            "four-scopes.sql",
+            FOUR_SCOPES.map(scope).to_vec(),
+            true,
+        ),
+        // One Deployment on the partitioned queue, no versions.
+        Case::new(
+            "(c) default scope, partitions counted",
+            "default-partitioned.sql",
+            vec![scope(&[])],
+            true,
+        ),
+    ];
+    let statements: Vec<String> = cases
+        .iter()
+        .map(|case| counting_statement(&layout, &case.requests))
+        .collect();
+    if let Some(dir) = std::env::var_os("PGQS_BENCH_WRITE_STATEMENTS") {
+        for (case, sql) in cases.iter().zip(&statements) {
+            let path = std::path::Path::new(&dir).join(case.file);
+            std::fs::write(&path, sql)
+                .unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
+        }
+    }
+    // An earlier build's statements, each timed bare right after this build's, so that
+    // neither carries the other's overhead (the transaction `read()` wraps around it).
+    let earlier: Vec<(String, String)> = match std::env::var_os("PGQS_BENCH_EARLIER_STATEMENTS") {
+        Some(dir) => cases
+            .iter()
+            .zip(&statements)
+            .map(|(case, sql)| {
+                let path = std::path::Path::new(&dir).join(case.file);
+                let earlier = std::fs::read_to_string(&path)
+                    .unwrap_or_else(|error| panic!("read {}: {error}", path.display()));
+                (sql.clone(), earlier)
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     let bound_sql = "SELECT queue_name, count(*) FROM dbos.workflow_status \
          WHERE status = ANY($1) AND queue_name IS NOT NULL GROUP BY queue_name";
     let statuses = vec!["ENQUEUED", "PENDING", "DELAYED"];
@@ -169,44 +214,57 @@ async fn run(sizes: Sizes) {
     };
     // One round runs each statement once, so that a disturbance on the shared machine
     // hits every statement alike rather than one of them.
-    let mut runs: [Vec<Duration>; 4] = Default::default();
+    let mut read_runs = vec![Vec::new(); cases.len()];
+    let mut bound_runs = Vec::new();
+    let mut before_runs = Vec::new();
+    let mut lower_bound_runs = Vec::new();
+    let mut earlier_runs = vec![(Vec::new(), Vec::new()); earlier.len()];
     let mut reading = Reading::default();
     for round in 0..WARM_UP + sizes.repetitions {
-        let mut timed = Vec::with_capacity(4);
-        let started = Instant::now();
-        read(&client, &layout, &default_requests)
-            .await
-            .expect("read, default scope");
-        timed.push(started.elapsed());
-        let started = Instant::now();
-        let four = read(&client, &layout, &four_requests)
-            .await
-            .expect("read, four scopes");
-        timed.push(started.elapsed());
-        if round == 0 {
-            reading = four;
+        let past_warm_up = round >= WARM_UP;
+        for (index, case) in cases.iter().enumerate() {
+            let started = Instant::now();
+            let read_now = read(&client, &layout, &case.requests)
+                .await
+                .unwrap_or_else(|error| panic!("read, {}: {error}", case.label));
+            record(past_warm_up, &mut read_runs[index], started);
+            if round == 0 && index == 1 {
+                reading = read_now;
+            }
         }
         let started = Instant::now();
         db.query(&bound, &[&statuses]).await.unwrap();
-        timed.push(started.elapsed());
+        record(past_warm_up, &mut bound_runs, started);
         if let Some(statement) = &before_statement {
             let started = Instant::now();
             client.query(statement, &[]).await.expect("before");
-            timed.push(started.elapsed());
+            record(past_warm_up, &mut before_runs, started);
         }
-        if round >= WARM_UP {
-            for (samples, time) in runs.iter_mut().zip(timed) {
-                samples.push(time);
+        let started = Instant::now();
+        client
+            .query_typed(LOWER_BOUND, &[])
+            .await
+            .expect("lower bound");
+        record(past_warm_up, &mut lower_bound_runs, started);
+        for ((case, (now, earlier)), (now_runs, earlier_runs)) in
+            cases.iter().zip(&earlier).zip(&mut earlier_runs)
+        {
+            let typed = case.arrays.typed();
+            for (sql, runs) in [(now, now_runs), (earlier, earlier_runs)] {
+                let started = Instant::now();
+                client
+                    .query_typed(sql, &typed)
+                    .await
+                    .unwrap_or_else(|error| panic!("bare, {}: {error}", case.label));
+                record(past_warm_up, runs, started);
             }
         }
     }
     db.batch_execute("RESET plan_cache_mode").await.unwrap();
-    let [default_time, four_time, bound_time, before_time] = runs.map(quantiles);
-    let (default_time, four_time, bound_time) = (
-        default_time.expect("timed"),
-        four_time.expect("timed"),
-        bound_time.expect("timed"),
-    );
+    let read_times: Vec<_> = read_runs.into_iter().map(timed).collect();
+    let bound_time = timed(bound_runs);
+    let before_time = quantiles(before_runs);
+    let lower_bound_time = timed(lower_bound_runs);
 
     println!(
         "## 1. The refresh statement ({} rounds, each statement once per round, after \
@@ -214,16 +272,14 @@ async fn run(sizes: Sizes) {
         sizes.repetitions
     );
     println!("| statement | median | p90 |\n| --- | --- | --- |");
-    println!(
-        "| scaler's, {default_label}: `read()` | {} | {} |",
-        ms(default_time.0),
-        ms(default_time.1)
-    );
-    println!(
-        "| scaler's, {four_label}: `read()` | {} | {} |",
-        ms(four_time.0),
-        ms(four_time.1)
-    );
+    for (case, (median, p90)) in cases.iter().zip(&read_times) {
+        println!(
+            "| scaler's, {}: `read()` | {} | {} |",
+            case.label,
+            ms(*median),
+            ms(*p90)
+        );
+    }
     if let Some((median, p90)) = before_time {
         println!(
             "| previous build's statement (`PGQS_BENCH_BEFORE_STATEMENT`), same data and \
@@ -233,16 +289,52 @@ async fn run(sizes: Sizes) {
         );
     }
     println!(
+        "| lower bound: in-flight work per queue, status and application (index only), and \
+         per partition (index only), nothing else | {} | {} |",
+        ms(lower_bound_time.0),
+        ms(lower_bound_time.1)
+    );
+    println!(
         "| bound list `status = ANY($1)` incl. DELAYED, generic plan | {} | {} |\n",
         ms(bound_time.0),
         ms(bound_time.1)
     );
     if let Some((before_median, _)) = before_time {
+        let ratios: Vec<String> = cases
+            .iter()
+            .zip(&read_times)
+            .map(|(case, (median, _))| {
+                format!("{} {:.2}x", case.label, ratio(*median, before_median))
+            })
+            .collect();
         println!(
-            "Median ratio to the previous statement: default scope {:.2}x, four scopes {:.2}x.\n",
-            ratio(default_time.0, before_median),
-            ratio(four_time.0, before_median)
+            "Median ratio to the previous statement: {}; lower bound {:.2}x.\n",
+            ratios.join(", "),
+            ratio(lower_bound_time.0, before_median)
         );
+    }
+    if !earlier_runs.is_empty() {
+        println!(
+            "This build's statements against the earlier build's \
+             (`PGQS_BENCH_EARLIER_STATEMENTS`), both run bare in the same rounds:\n"
+        );
+        println!(
+            "| statement | this build: median (p90) | earlier build: median (p90) | ratio of \
+             medians |\n| --- | --- | --- | --- |"
+        );
+        for (case, (now, earlier)) in cases.iter().zip(earlier_runs) {
+            let (now, earlier) = (timed(now), timed(earlier));
+            println!(
+                "| {} | {} ({}) | {} ({}) | {:.2}x |",
+                case.label,
+                ms(now.0),
+                ms(now.1),
+                ms(earlier.0),
+                ms(earlier.1),
+                ratio(now.0, earlier.0)
+            );
+        }
+        println!();
     }
 
     println!("What the four scopes see (first round):\n");
@@ -251,7 +343,7 @@ async fn run(sizes: Sizes) {
          per-partition caps) | busiest partition |\n| --- | --- | --- | --- | --- |",
         sizes.queues
     );
-    for scope in &four_scopes {
+    for scope in &cases[1].scopes {
         let loads = &reading.scopes[scope];
         let regular: u64 = loads
             .iter()
@@ -269,17 +361,15 @@ async fn run(sizes: Sizes) {
         );
     }
 
-    let mut four_plan = Vec::new();
-    for (label, scopes, requests) in [
-        (default_label, &default_scopes, &default_requests),
-        (four_label, &four_scopes, &four_requests),
-    ] {
-        let arrays = ScopeArrays::of(scopes);
-        let sql = counting_statement(&layout, requests);
-        let plan = explain(&db, &sql, &arrays.as_params()).await;
-        println!("\nScans in the scaler's plan, {label} (`EXPLAIN (ANALYZE, BUFFERS)`):\n");
+    let mut plans = Vec::new();
+    for (case, sql) in cases.iter().zip(&statements) {
+        let plan = explain(&db, sql, &case.arrays.as_params()).await;
+        println!(
+            "\nScans in the scaler's plan, {} (`EXPLAIN (ANALYZE, BUFFERS)`):\n",
+            case.label
+        );
         print_scans(&plan);
-        four_plan = plan;
+        plans.push(plan);
     }
     if let Some(sql) = &before {
         let plan = explain(&db, sql, &[]).await;
@@ -287,8 +377,9 @@ async fn run(sizes: Sizes) {
         print_scans(&plan);
     }
     println!(
-        "\n<details><summary>The whole plan, {four_label}</summary>\n\n```\n{}\n```\n</details>",
-        four_plan.join("\n")
+        "\n<details><summary>The whole plan, {}</summary>\n\n```\n{}\n```\n</details>",
+        cases[1].label,
+        plans[1].join("\n")
     );
     drop(client);
 
@@ -584,6 +675,16 @@ impl ScopeArrays {
         }
     }
 
+    /// The arrays with their types, as the scaler binds them (`query_typed`).
+    fn typed(&self) -> [(&(dyn ToSql + Sync), Type); 4] {
+        [
+            (&self.applications, Type::TEXT_ARRAY),
+            (&self.versions, Type::TEXT_ARRAY),
+            (&self.latest, Type::BOOL_ARRAY),
+            (&self.lookahead_ms, Type::INT8_ARRAY),
+        ]
+    }
+
     fn as_params(&self) -> [&(dyn ToSql + Sync); 4] {
         [
             &self.applications,
@@ -683,6 +784,51 @@ fn ratio(after: Duration, before: Duration) -> f64 {
 
 fn ms(duration: Duration) -> String {
     format!("{:.2} ms", duration.as_secs_f64() * 1000.0)
+}
+
+/// One refresh statement the benchmark times: the scopes it is read for.
+struct Case {
+    label: &'static str,
+    /// Its file under `PGQS_BENCH_WRITE_STATEMENTS` and `PGQS_BENCH_EARLIER_STATEMENTS`.
+    file: &'static str,
+    scopes: Vec<Scope>,
+    requests: Vec<ScopeRequest>,
+    arrays: ScopeArrays,
+}
+
+impl Case {
+    fn new(label: &'static str, file: &'static str, scopes: Vec<Scope>, partitions: bool) -> Self {
+        Case {
+            label,
+            file,
+            requests: requests(&scopes, partitions),
+            arrays: ScopeArrays::of(&scopes),
+            scopes,
+        }
+    }
+}
+
+/// What no refresh statement on this data can beat: the previous statement's index-only
+/// count, and a count per partition (also index only), with no versions, scopes, delays or
+/// caps. Timed to show what this machine does in the time budget.
+const LOWER_BOUND: &str = "SELECT queue_name, status, application_name, count(*), \
+     min(created_at) FROM dbos.workflow_status \
+     WHERE status IN ('ENQUEUED', 'PENDING') AND queue_name IS NOT NULL GROUP BY 1, 2, 3 \
+     UNION ALL SELECT queue_name, NULL, NULL, sum(least(items, 1)), max(items) \
+     FROM (SELECT queue_name, queue_partition_key, count(*) AS items \
+     FROM dbos.workflow_status WHERE status IN ('ENQUEUED', 'PENDING') \
+     AND queue_partition_key IS NOT NULL GROUP BY 1, 2) AS partitions GROUP BY 1";
+
+/// Adds the time since `started` to `runs` once the warm-up rounds are over.
+fn record(past_warm_up: bool, runs: &mut Vec<Duration>, started: Instant) {
+    if past_warm_up {
+        runs.push(started.elapsed());
+    }
+}
+
+/// [`quantiles`] of a statement every round ran.
+fn timed(runs: Vec<Duration>) -> (Duration, Duration) {
+    quantiles(runs).expect("timed every round")
 }
 
 /// `scopes` as a read asks for them, with or without their partitions counted.

@@ -133,30 +133,38 @@ fn work_ctes(layout: &Layout, columns: &Columns) -> Vec<String> {
     } = columns;
     let latest = latest_version(layout);
     vec![
-        "scope AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bool[], $4::int8[]) \
-         WITH ORDINALITY AS s(app, version, latest_wanted, lookahead_ms, id))"
-            .to_owned(),
         format!(
-            "resolved AS (SELECT id, app, lookahead_ms, \
-             version IS NULL AND NOT latest_wanted AS every_version, \
-             CASE WHEN latest_wanted THEN latest ELSE version END AS version, latest \
-             FROM (SELECT s.*, {latest} AS latest FROM scope s) AS with_latest)"
+            "scope AS (SELECT * FROM unnest({}) \
+             WITH ORDINALITY AS s({}, id))",
+            PARAMETERS.map(|(_, parameter)| parameter).join(", "),
+            PARAMETERS.map(|(field, _)| field).join(", "),
+        ),
+        format!(
+            "resolved AS (SELECT id, app, lookahead_ms, {} AS every_version, \
+             {} AS version, latest \
+             FROM (SELECT s.*, {latest} AS latest FROM scope s) AS with_latest)",
+            resolved("every_version", &|field| field.to_owned()),
+            resolved("version", &|field| field.to_owned()),
         ),
         "clock AS (SELECT (extract(epoch FROM now()) * 1000)::bigint AS now_ms)".to_owned(),
+        // Grouped by status rather than counted with a `FILTER` per status: one more hash
+        // key costs less per row than three filtered aggregates, and `work` turns the few
+        // groups back into columns.
         format!(
-            "in_flight AS (SELECT queue_name, {application} AS app, {version} AS ver, \
-             count(*) FILTER (WHERE status = 'ENQUEUED') AS enqueued, \
-             count(*) FILTER (WHERE status = 'PENDING') AS pending, \
-             min(created_at) FILTER (WHERE status = 'ENQUEUED') AS waiting_since \
+            "in_flight AS (SELECT queue_name, {application} AS app, {version} AS ver, status, \
+             count(*) AS items, min(created_at) AS oldest \
              FROM {schema}.workflow_status \
              WHERE status IN ('ENQUEUED', 'PENDING') AND queue_name IS NOT NULL \
-             GROUP BY 1, 2, 3)"
+             GROUP BY 1, 2, 3, 4)"
         ),
         format!("delayed AS ({})", delayed(layout, columns)),
         // Delayed rows are kept one by one: each scope has its own lookahead window. Only
         // rows already due are waiting.
-        "work AS (SELECT queue_name, app, ver, enqueued, pending, 0::bigint AS delayed, \
-         waiting_since, NULL::bigint AS due FROM in_flight \
+        "work AS (SELECT queue_name, app, ver, \
+         CASE WHEN status = 'ENQUEUED' THEN items ELSE 0 END AS enqueued, \
+         CASE WHEN status = 'PENDING' THEN items ELSE 0 END AS pending, 0::bigint AS delayed, \
+         CASE WHEN status = 'ENQUEUED' THEN oldest END AS waiting_since, NULL::bigint AS due \
+         FROM in_flight \
          UNION ALL SELECT queue_name, app, ver, 0, 0, 1, \
          CASE WHEN due <= (SELECT now_ms FROM clock) THEN due END, due FROM delayed)"
             .to_owned(),
@@ -262,8 +270,50 @@ fn in_scope(row: &str) -> String {
     matches(row, |field| format!("r.{field}"))
 }
 
+/// The statement's parameters: each scope field's array, in the order `ScopeParameters` binds
+/// them.
+const PARAMETERS: [(&str, &str); 4] = [
+    ("app", "$1::text[]"),
+    ("version", "$2::text[]"),
+    ("latest_wanted", "$3::bool[]"),
+    ("lookahead_ms", "$4::int8[]"),
+];
+
+/// A field of a resolved scope (as `resolved` has it) from the scope's inputs, given by
+/// `input`: the four fields as passed, and `latest`, the application's latest version.
+fn resolved(field: &str, input: &dyn Fn(&str) -> String) -> String {
+    match field {
+        "every_version" => format!(
+            "({} IS NULL AND NOT {})",
+            input("version"),
+            input("latest_wanted")
+        ),
+        "version" => format!(
+            "(CASE WHEN {} THEN {} ELSE {} END)",
+            input("latest_wanted"),
+            input("latest"),
+            input("version")
+        ),
+        _ => input(field),
+    }
+}
+
+/// A field of the scope at 1-based `position`, written so that a custom plan folds it: the
+/// passed fields as elements of the bound arrays (constants when Postgres plans with the
+/// parameters' values, so a condition on an absent application or version disappears from
+/// the plan), `latest` from `resolved`.
+pub(super) fn scope_field(position: usize, field: &str) -> String {
+    resolved(
+        field,
+        &|input| match PARAMETERS.iter().find(|(name, _)| *name == input) {
+            Some((_, parameter)) => format!("({parameter})[{position}]"),
+            None => format!("(SELECT {input} FROM resolved WHERE id = {position})"),
+        },
+    )
+}
+
 /// [`in_scope`] for a scope's fields given by `field` (a column of `resolved` joined as `r`,
-/// or a scalar subquery reading one scope's column).
+/// or [`scope_field`]).
 pub(super) fn matches(row: &str, field: impl Fn(&str) -> String) -> String {
     let (app, every_version, version, latest, lookahead) = (
         field("app"),
@@ -315,7 +365,9 @@ mod tests {
         assert!(sql.contains("AS d1") && sql.contains("AS d2"), "{sql}");
         // Each scope's fields are read once per statement, not carried on every keyed row.
         assert!(
-            sql.contains("(SELECT app FROM resolved WHERE id = 2)") && !sql.contains("array_agg"),
+            sql.contains("($1::text[])[2]")
+                && sql.contains("(SELECT latest FROM resolved WHERE id = 2)")
+                && !sql.contains("array_agg"),
             "{sql}"
         );
         let without = counting(&layout(true), &[]);

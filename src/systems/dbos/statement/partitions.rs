@@ -1,16 +1,18 @@
 //! The partition arm of the refresh statement: per scope, the work of partitioned queues
 //! with each partition capped at `partition_concurrency`, and the busiest partition.
 
-use super::{Columns, Layout, matches, quote};
+use super::{Columns, Layout, matches, quote, scope_field};
 
 /// The partition arm for the scopes at `positions`: one pass over the keyed work that counts,
 /// per partition, each scope's items side by side (one column per scope, so the rows are
 /// grouped once whatever the number of scopes), then caps each partition of a partitioned
 /// queue at `partition_concurrency` and sums.
 ///
-/// Two choices keep this pass cheap (see `benches/REPORT.md`):
-/// - a scope's fields are uncorrelated scalar subqueries, which Postgres evaluates once per
-///   statement, rather than values carried on every row (wide rows made the grouping spill);
+/// Three choices keep this pass cheap (see `benches/REPORT.md`):
+/// - a scope's fields are read once per statement rather than carried on every row (wide rows
+///   made the grouping spill): the passed ones as array elements, which a custom plan turns
+///   into constants and folds (a scope on every version and application counts every row
+///   without testing it), "latest" as an uncorrelated scalar subquery;
 /// - the keyed rows are all those DBOS's partition index holds, not only those of partitioned
 ///   queues: a filter on a CTE's names hides the row count from the planner, which then sorted
 ///   the rows instead of hashing them. DBOS only keys work on partitioned queues, and the
@@ -34,13 +36,18 @@ pub(super) fn partitions(
             .join(", ")
     };
     let counts = per_scope(&|i| {
-        let scope = matches("k", |field| {
-            format!("(SELECT {field} FROM resolved WHERE id = {i})")
-        });
+        let scope = matches("k", |field| scope_field(i, field));
         format!("count(*) FILTER (WHERE {scope}) AS d{i}")
     });
-    let capped = |i: usize| format!("least(d.d{i}, coalesce(p.per_partition, d.d{i}))");
-    let sums = per_scope(&|i| format!("sum({0}) AS r{i}, max({0}) AS b{i}", capped(i)));
+    // `least` ignores a NULL cap; capping the largest partition is the largest capped one.
+    // The cap is the same on every row of a queue: `min` reads it without grouping by it,
+    // which would sort the partitions once more.
+    let sums = per_scope(&|i| {
+        format!(
+            "sum(least(d.d{i}, p.per_partition)) AS r{i}, \
+             least(max(d.d{i}), min(p.per_partition)) AS b{i}"
+        )
+    });
     let values = per_scope(&|i| format!("({i}::bigint, q.r{i}::bigint, q.b{i}::bigint)"));
     let ctes = vec![
         format!(
