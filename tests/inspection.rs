@@ -152,6 +152,15 @@ async fn grpcurl_runs_the_readme_session() {
         ),
         "{steps:#?}"
     );
+    // v2 was registered last, so version-less work would count for this trigger.
+    assert_eq!(explanation["latestVersion"], "v2", "{explanation:#}");
+    assert!(
+        steps.contains(
+            &"counting every application's work of version \"v2\", plus version-less work \
+              while \"v2\" is the latest (it is); DBOS's concurrency limits apply"
+        ),
+        "{steps:#?}"
+    );
 
     let listed = call("pgqueuescaler.v1.Inspection/ListQueues", "{}".into())
         .await
@@ -220,6 +229,7 @@ async fn explanations_agree_with_what_keda_gets(fixture: Fixture) {
     let triggers = [
         vec![("queue", "orders")],
         vec![("queue", "orders"), ("applicationVersion", "v2")],
+        vec![("queue", "orders"), ("applicationVersion", "v1")],
         vec![("queue", "orders"), ("concurrencyLimits", "ignore")],
         vec![
             ("queue", "orders"),
@@ -240,6 +250,13 @@ async fn explanations_agree_with_what_keda_gets(fixture: Fixture) {
         assert_eq!(
             answers.active,
             Some(is_active(&mut keda, &reference).await.unwrap())
+        );
+        // v2 was registered last on every schema: the latest, whatever the trigger's version.
+        let on_a_version = pairs.iter().any(|(key, _)| *key == "applicationVersion");
+        assert_eq!(
+            explanation.latest_version.as_deref(),
+            on_a_version.then_some("v2"),
+            "{pairs:?}"
         );
         let totals = explanation.totals.expect("totals");
         assert_eq!(

@@ -188,7 +188,7 @@ async fn a_python_reflection_client_describes_every_service() {
              metric_name,target,active,active_error,metric_value,metric_error",
             "message pgqueuescaler.v1.Counts enqueued,pending,delayed_due,depth",
             "message pgqueuescaler.v1.Explanation \
-             source,snapshot,trigger,queues,totals,answers,steps",
+             source,snapshot,trigger,queues,totals,answers,steps,latest_version",
             "message pgqueuescaler.v1.ListQueuesRequest namespace,database,schema,queue",
             "message pgqueuescaler.v1.ListQueuesResponse sources",
             "message pgqueuescaler.v1.Queue \

@@ -142,6 +142,10 @@ pub struct Reading {
     pub scopes: HashMap<Scope, HashMap<String, ScopedLoad>>,
     /// The scopes whose partitions were counted.
     pub partitioned_scopes: HashSet<Scope>,
+    /// Per scope, the latest registered version among its application's own and unclaimed
+    /// ones, as this read resolved it: `None` when none is registered (every version is then
+    /// the latest).
+    pub latest_versions: HashMap<Scope, Option<String>>,
     /// What the schema records.
     pub capabilities: Capabilities,
     /// What discovery found, for explanations.

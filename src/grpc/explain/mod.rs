@@ -43,7 +43,15 @@ pub(crate) fn explain(trigger: &Trigger, metric_name: &str, observed: Observed) 
         }),
         ..v1::Explanation::default()
     };
-    let mut steps = vec![read_step(&source, &observed.state), scope_step(trigger)];
+    let latest =
+        last_good.and_then(|snapshot| snapshot.reading.latest_versions.get(&trigger.scope));
+    if trigger.scope.version != VersionFilter::All {
+        explanation.latest_version = latest.cloned().flatten();
+    }
+    let mut steps = vec![
+        read_step(&source, &observed.state),
+        scope_step(trigger, latest),
+    ];
     explanation.source = Some(source);
     let evaluated = observed.verdict.and_then(|snapshot| {
         let evaluation = evaluate(trigger, &snapshot)?;

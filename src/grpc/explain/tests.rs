@@ -186,3 +186,66 @@ fn a_latency_trigger_is_answered_in_seconds_of_waiting() {
         explanation.steps
     );
 }
+
+#[test]
+fn a_version_trigger_is_told_which_version_is_the_latest() {
+    let config = QueueConfig {
+        worker_concurrency: Some(1),
+        ..QueueConfig::default()
+    };
+    // (trigger's version, the latest the read resolved, the words, the field)
+    let cases = [
+        (
+            "v1",
+            Some("v2"),
+            "version \"v1\", plus version-less work while \"v1\" is the latest (it is not: \
+             the latest is \"v2\")",
+            Some("v2"),
+        ),
+        (
+            "v2",
+            Some("v2"),
+            "version \"v2\", plus version-less work while \"v2\" is the latest (it is)",
+            Some("v2"),
+        ),
+        (
+            "v1",
+            None,
+            "while \"v1\" is the latest (no version is registered, so it is)",
+            None,
+        ),
+        (
+            "latest",
+            Some("v3"),
+            "of the latest version (now \"v3\"), plus version-less work",
+            Some("v3"),
+        ),
+    ];
+    for (version, latest, words, field) in cases {
+        let trigger = from_pairs(&[("queue", "q"), ("applicationVersion", version)]);
+        let mut snapshot = read_for(&trigger, config);
+        Arc::get_mut(&mut snapshot)
+            .unwrap()
+            .reading
+            .latest_versions
+            .insert(trigger.scope.clone(), latest.map(str::to_owned));
+        let explanation = explain(&trigger, "dbos-q-1", served(snapshot));
+        assert!(
+            explanation.steps[1].contains(words),
+            "{version}, {latest:?}: {}",
+            explanation.steps[1]
+        );
+        assert_eq!(explanation.latest_version.as_deref(), field);
+    }
+    // A trigger on every version is not about the latest one.
+    let trigger = from_pairs(&[("queue", "q")]);
+    let mut snapshot = read_for(&trigger, config);
+    Arc::get_mut(&mut snapshot)
+        .unwrap()
+        .reading
+        .latest_versions
+        .insert(trigger.scope.clone(), Some("v2".to_owned()));
+    let explanation = explain(&trigger, "dbos-q-1", served(snapshot));
+    assert_eq!(explanation.latest_version, None);
+    assert!(explanation.steps[1].contains("of every version"));
+}

@@ -36,8 +36,10 @@ pub(super) fn read_step(source: &v1::Source, state: &SourceState) -> String {
     )
 }
 
-/// Which rows count: application, version, lookahead, and whether limits apply.
-pub(super) fn scope_step(trigger: &Trigger) -> String {
+/// Which rows count: application, version, lookahead, and whether limits apply. `latest` is
+/// the scope's latest version as the snapshot resolved it (the outer `None`: not read yet;
+/// the inner: no version registered).
+pub(super) fn scope_step(trigger: &Trigger, latest: Option<&Option<String>>) -> String {
     let scope = &trigger.scope;
     let application = match &scope.application {
         Some(name) => format!("application {name:?}'s work and unclaimed work"),
@@ -46,11 +48,21 @@ pub(super) fn scope_step(trigger: &Trigger) -> String {
     let version = match &scope.version {
         VersionFilter::All => "of every version".to_owned(),
         VersionFilter::Latest => {
-            "of the latest version, plus version-less work (latest as the database says now)"
-                .to_owned()
+            let now = match latest {
+                Some(Some(latest)) => format!("now {latest:?}"),
+                Some(None) => "none is registered, so every version counts".to_owned(),
+                None => "as the database says on the next read".to_owned(),
+            };
+            format!("of the latest version ({now}), plus version-less work")
         }
         VersionFilter::Named(name) => {
-            format!("of version {name:?}, plus version-less work while {name:?} is the latest")
+            let now = match latest {
+                Some(Some(latest)) if latest == name => " (it is)".to_owned(),
+                Some(Some(latest)) => format!(" (it is not: the latest is {latest:?})"),
+                Some(None) => " (no version is registered, so it is)".to_owned(),
+                None => String::new(),
+            };
+            format!("of version {name:?}, plus version-less work while {name:?} is the latest{now}")
         }
     };
     let lookahead = if scope.lookahead.is_zero() {

@@ -10,6 +10,12 @@ use crate::trigger::Scope;
 /// Adds one row to `reading`; `scopes` are the scopes the statement was run for, in order.
 pub(super) fn apply(row: &Row, scopes: &[Scope], reading: &mut Reading) -> Result<(), DbosError> {
     let kind: &str = row.try_get("kind")?;
+    if kind == "latest" {
+        let latest = row.try_get("application_version")?;
+        let scope = scope_of(row, scopes)?;
+        reading.latest_versions.insert(scope.clone(), latest);
+        return Ok(());
+    }
     let queue: String = row.try_get("queue_name")?;
     match kind {
         "group" => {
@@ -63,15 +69,19 @@ fn scoped<'a>(
     scopes: &[Scope],
     reading: &'a mut Reading,
 ) -> Result<&'a mut std::collections::HashMap<String, ScopedLoad>, DbosError> {
+    reading
+        .scopes
+        .get_mut(scope_of(row, scopes)?)
+        .ok_or(DbosError::Unexpected("a scope that was not asked for"))
+}
+
+/// The scope the row is for, by its 1-based position in `scopes`.
+fn scope_of<'a>(row: &Row, scopes: &'a [Scope]) -> Result<&'a Scope, DbosError> {
     let id: i64 = row.try_get("scope_id")?;
-    let scope = usize::try_from(id)
+    usize::try_from(id)
         .ok()
         .and_then(|id| id.checked_sub(1))
         .and_then(|index| scopes.get(index))
-        .ok_or(DbosError::Unexpected("a scope that was not asked for"))?;
-    reading
-        .scopes
-        .get_mut(scope)
         .ok_or(DbosError::Unexpected("a scope that was not asked for"))
 }
 

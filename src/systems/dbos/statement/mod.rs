@@ -1,6 +1,6 @@
 //! The one statement a DBOS source runs per refresh, built for the columns its schema has.
 //!
-//! It returns four kinds of rows, told apart by `kind`:
+//! It returns five kinds of rows, told apart by `kind`:
 //! - `group`: per queue, owning application and application version, the work by state
 //!   (for metrics, and to tell a known queue from a misspelt one);
 //! - `scope`: per trigger scope (application, version, lookahead) and queue, the work its
@@ -8,7 +8,9 @@
 //! - `partition`: per scope and partitioned queue, the work summed over partitions with
 //!   each partition capped at `partition_concurrency`, and the busiest partition, computed
 //!   in the database so that partitions are never fetched;
-//! - `config`: the queues' configuration rows.
+//! - `config`: the queues' configuration rows;
+//! - `latest`: per scope, the latest version it resolved (none when no version is
+//!   registered), for explanations.
 //!
 //! Statuses are SQL literals so that DBOS's partial indexes serve every arm (a bound status
 //! list or an extra status turns a scan of the in-flight rows into a scan of every finished
@@ -77,7 +79,7 @@ impl ScopeParameters {
 pub(super) fn counting(layout: &Layout, partition_scopes: &[usize]) -> String {
     let columns = Columns::of(layout);
     let mut ctes = work_ctes(layout, &columns);
-    let mut arms = vec![group_arm(), scope_arm()];
+    let mut arms = vec![group_arm(), scope_arm(), latest_arm()];
     if layout.has_partition_limits && !partition_scopes.is_empty() {
         let (partition_ctes, partition_arm) = partitions(layout, &columns, partition_scopes);
         ctes.extend(partition_ctes);
@@ -219,6 +221,13 @@ fn scope_arm() -> String {
         oldest = OLDEST.replace("waiting_since", "w.waiting_since"),
         scope = in_scope("w")
     )
+}
+
+/// Per scope, the latest version as this read resolved it.
+fn latest_arm() -> String {
+    "SELECT 'latest', id, NULL, NULL, latest, NULL, NULL, NULL, NULL, NULL, NULL, \
+     NULL, NULL, NULL, NULL FROM resolved"
+        .to_owned()
 }
 
 /// The queues' configuration rows, with the limits the schema records.
